@@ -1,0 +1,341 @@
+"""The ``leapfrog`` command.  Commands only: the logic lives in modules a test reaches directly.
+
+Exit codes (stable, documented in the README):
+0  every cell ran and nothing failed
+1  a case failed (or a cell is partial/incompatible)
+2  usage, configuration or infrastructure error (including infra-error cells)
+130 interrupted (Ctrl-C); results so far are on disk and the report is rendered
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+
+from harness import __version__
+from harness.config import Project, load_project
+from harness.errors import ConfigError, LeapfrogError
+from harness.model import Run, Status, Verdict
+
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+out = Console(highlight=False, soft_wrap=True)
+
+EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    names: list[str] = []
+    for v in values:
+        names.extend(x.strip() for x in v.split(",") if x.strip())
+    return names
+
+
+class Ctx:
+    def __init__(self, root: Path | None, targets_dir: Path | None, suites_dir: Path | None) -> None:
+        self.root, self.targets_dir, self.suites_dir = root, targets_dir, suites_dir
+        self._project: Project | None = None
+
+    @property
+    def project(self) -> Project:
+        if self._project is None:
+            self._project = load_project(self.root, targets_dir=self.targets_dir, suites_dir=self.suites_dir)
+        return self._project
+
+
+def _fail(e: LeapfrogError) -> None:
+    console.print(f"[bold red]error:[/] {e}", markup=True, highlight=False, soft_wrap=True)
+    sys.exit(EXIT_ERROR)
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LeapfrogError as e:
+            _fail(e)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="leapfrog")
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), help="Folder with targets/ and suites/.")
+@click.option("--targets-dir", type=click.Path(file_okay=False, path_type=Path), help="Where target TOML files are.")
+@click.option("--suites-dir", type=click.Path(file_okay=False, path_type=Path), help="Where suite folders are.")
+@click.pass_context
+def main(ctx: click.Context, root: Path | None, targets_dir: Path | None, suites_dir: Path | None) -> None:
+    """leapfrog: run Python AI-serving suites on emulated RISC-V and openEuler targets."""
+    ctx.obj = Ctx(root, targets_dir, suites_dir)
+
+
+# ------------------------------------------------------------------ list
+
+
+@main.command("list")
+@click.argument("what", type=click.Choice(["targets", "suites"]))
+@click.pass_obj
+def list_cmd(obj: Ctx, what: str) -> None:
+    """List the targets or suites leapfrog knows."""
+    p = obj.project
+    if what == "targets":
+        for t in p.targets.values():
+            out.print(f"{t.name:34} {t.kind:8} {t.arch or '-':8} {t.description}")
+    else:
+        for s in p.suites.values():
+            out.print(f"{s.name:16} {s.kind:12} {s.description}")
+
+
+# ------------------------------------------------------------------ doctor
+
+
+@main.command()
+@click.option("--target", "targets", multiple=True, help="Check only what these targets need.")
+@click.pass_obj
+def doctor(obj: Ctx, targets: tuple[str, ...]) -> None:
+    """Check the host; print the fix for every gap.  Exit 2 when chosen targets cannot run."""
+    from harness.doctor import blocking, run_checks
+
+    checks = run_checks()
+    names = _split(targets)
+    kinds = {t.kind for t in obj.project.pick_targets(names)} if names else {"chroot"}
+    for c in checks:
+        mark = "[green]ok[/]" if c.ok else "[red]missing[/]"
+        out.print(f"{mark:22} {c.name:22} {c.detail}", markup=True, highlight=False)
+        if not c.ok and c.fix:
+            out.print(f"{'':13}fix: {c.fix}", markup=False, highlight=False)
+    gaps = blocking(checks, kinds)
+    if gaps:
+        out.print(f"\n{len(gaps)} problem(s) stop {', '.join(sorted(kinds))} targets from running.")
+        sys.exit(EXIT_ERROR)
+    out.print(f"\nready for {', '.join(sorted(kinds))} targets.")
+
+
+# ------------------------------------------------------------------ run
+
+
+def _runnable_default(p: Project) -> list[str]:
+    """Every target whose backend can run here: native and chroot by default."""
+    from harness.doctor import blocking, run_checks
+
+    checks = run_checks()
+    return [t.name for t in p.targets.values() if t.kind in ("native", "chroot") and not blocking(checks, {t.kind})]
+
+
+@main.command()
+@click.option("--target", "-t", "targets", multiple=True, help="Target name (repeat or comma list).")
+@click.option("--suite", "-s", "suites", multiple=True, help="Suite name (repeat or comma list).")
+@click.option(
+    "--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="Report folder [reports/<timestamp>]."
+)
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True, help="Targets run at once.")
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 10),
+    default=1,
+    show_default=True,
+    help="Extra attempts for an infra-error cell.",
+)
+@click.option("--shard", help="Run slice K of N of the matrix, e.g. 1/3.")
+@click.option("--case-timeout", type=click.FloatRange(min=1), help="Seconds per case (overrides suite.toml).")
+@click.pass_obj
+def run(
+    obj: Ctx,
+    targets: tuple[str, ...],
+    suites: tuple[str, ...],
+    out: Path | None,
+    jobs: int,
+    retries: int,
+    shard: str | None,
+    case_timeout: float | None,
+) -> None:
+    """Run suites on targets and write results.json, JUnit XML and index.html."""
+    from harness.plan import Shard, make_plan
+    from harness.report import render_all
+    from harness.runner import Runner, RunOptions
+
+    p = obj.project
+    target_names = _split(targets) or _runnable_default(p)
+    suite_names = _split(suites) or [s for s in p.suites if p.suites[s].kind == "in-target"]
+    if not target_names:
+        raise ConfigError("no target can run on this host; see `leapfrog doctor`.")
+    plan = make_plan(p.pick_targets(target_names), p.pick_suites(suite_names), Shard.parse(shard) if shard else None)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out_dir = out or (p.root / "reports" / stamp)
+    options = RunOptions(
+        out=out_dir, jobs=jobs, retries=retries, case_timeout=case_timeout, argv=["leapfrog", *sys.argv[1:]]
+    )
+    console.print(f"leapfrog {__version__}: {len(plan.cells)} cell(s) on {len(plan.targets())} target(s) -> {out_dir}")
+    runner = Runner(plan, options, emit=_Progress().event)
+    interrupted = False
+    started = time.monotonic()
+    try:
+        result = runner.execute()
+    except KeyboardInterrupt:
+        interrupted = True
+        result = runner.run
+        console.print("[yellow]interrupted:[/] targets stopped; rendering what finished.", markup=True)
+    written = render_all(result, out_dir)
+    _summary(result, time.monotonic() - started)
+    console.print(f"report: {out_dir / 'index.html'}  ({len(written)} files + results.json)")
+    sys.exit(EXIT_INTERRUPTED if interrupted else exit_code(result))
+
+
+def exit_code(run: Run) -> int:
+    verdicts = {c.verdict for c in run.cells}
+    if Verdict.INFRA_ERROR in verdicts:
+        return EXIT_ERROR
+    if verdicts & {Verdict.PARTIAL, Verdict.INCOMPATIBLE}:
+        return EXIT_FAIL
+    return EXIT_OK
+
+
+class _Progress:
+    """One line per event on stderr: plain text that also reads well in CI logs."""
+
+    def __init__(self) -> None:
+        self.start = time.monotonic()
+        self.counts: dict[tuple[str, str], int] = {}
+
+    def event(self, kind: str, data: dict[str, Any]) -> None:
+        t = f"[{time.monotonic() - self.start:6.1f}s]"
+        if kind == "progress":
+            console.print(f"{t} {data['target']}: {data['message']}", markup=False, highlight=False)
+        elif kind == "target-start":
+            console.print(f"{t} {data['target']}: starting", markup=False)
+        elif kind == "cell-start":
+            extra = f" (attempt {data['attempt']})" if data["attempt"] > 1 else ""
+            console.print(f"{t} {data['target']} / {data['suite']}: running{extra}", markup=False)
+        elif kind == "case":
+            key = (data["target"], data["suite"])
+            self.counts[key] = self.counts.get(key, 0) + 1
+            case = data["case"]
+            if case.status.is_bad:
+                console.print(
+                    f"{t} {data['target']} / {data['suite']}: {case.status.value.upper()} {case.name}",
+                    markup=False,
+                    highlight=False,
+                )
+        elif kind == "cell-end":
+            c = data["cell"]
+            n = c.counts()
+            console.print(
+                f"{t} {c.target} / {c.suite}: {c.verdict.value} ({n['passed']}/{len(c.cases)} passed, "
+                f"{c.wall:.1f}s){' - ' + c.message if c.message else ''}",
+                markup=False,
+                highlight=False,
+            )
+
+
+def _summary(run: Run, wall: float) -> None:
+    from harness.report.compare import cell_slowdown
+
+    out.print(f"\n{'target':32} {'suite':14} {'verdict':13} {'passed':>9} {'bad':>4} {'wall':>8} {'slowdown':>9}")
+    for c in run.cells:
+        n = c.counts()
+        bad = sum(n[s.value] for s in Status if s.is_bad)
+        r = cell_slowdown(run, c)
+        out.print(
+            f"{c.target:32} {c.suite:14} {c.verdict.value:13} {n['passed']:>4}/{len(c.cases):<4} {bad:>4} "
+            f"{c.wall:>7.1f}s {(f'x{r:.2f}') if r else '':>9}",
+            markup=False,
+            highlight=False,
+        )
+    out.print(f"total wall time {wall:.1f}s")
+
+
+# ------------------------------------------------------------------ report
+
+
+@main.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+def report(folder: Path) -> None:
+    """Render JUnit XML and index.html again from FOLDER/results.json."""
+    from harness.report import load_run, render_all
+
+    run = load_run(folder)
+    for path in render_all(run, folder):
+        out.print(str(path))
+
+
+# ------------------------------------------------------------------ images
+
+
+@main.group()
+def images() -> None:
+    """Build, list and remove cached images."""
+
+
+@images.command("build")
+@click.option("--target", "-t", "targets", multiple=True, help="Target (repeat or comma list) [all that build images].")
+@click.option("--suite", "-s", "suites", multiple=True, help="Suites whose packages go in [all].")
+@click.pass_obj
+def images_build(obj: Ctx, targets: tuple[str, ...], suites: tuple[str, ...]) -> None:
+    """Build (or find in the cache) the image each target needs for the suites."""
+    from harness.images import ensure_image
+    from harness.plan import make_plan
+
+    p = obj.project
+    names = _split(targets) or [t.name for t in p.targets.values() if t.image and t.image.source == "build"]
+    plan = make_plan(p.pick_targets(names), p.pick_suites(_split(suites) or list(p.suites)))
+    seen: set[str] = set()
+    for t in plan.targets():
+        if t.image is None or t.image.source != "build":
+            continue
+        from harness.targets import backend_class
+
+        extra = backend_class(t.kind).image_packages.get(t.image.distro, [])
+        start = time.monotonic()
+        img = ensure_image(
+            t.image,
+            plan.packages_for(t) + extra,
+            progress=lambda m: console.print(f"  {m}", markup=False, highlight=False),
+        )
+        if img.meta.key not in seen:
+            took = time.monotonic() - start
+            out.print(f"{t.name}: {img.meta.name} ({len(img.meta.packages)} packages, {took:.1f}s) {img.rootfs}")
+            seen.add(img.meta.key)
+
+
+@images.command("list")
+def images_list() -> None:
+    """List cached images."""
+    from harness.images.cache import images_dir, list_images
+
+    imgs = list_images()
+    if not imgs:
+        out.print(f"no images in {images_dir()}")
+    for img in imgs:
+        m = img.meta
+        out.print(f"{m.name:44} {len(m.packages):3} packages  built {m.built} in {m.build_seconds:.0f}s  {img.path}")
+
+
+@images.command("rm")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Remove every cached image.")
+def images_rm(names: tuple[str, ...], all_: bool) -> None:
+    """Remove cached images by name (as `images list` shows) or key."""
+    from harness.config import suggest
+    from harness.images.cache import list_images, remove_image
+
+    imgs = list_images()
+    if not names and not all_:
+        raise click.UsageError("name an image (see `leapfrog images list`) or pass --all.")
+    chosen = imgs if all_ else []
+    for n in names:
+        hit = [i for i in imgs if n in (i.meta.name, i.meta.key)]
+        if not hit:
+            raise ConfigError(
+                f'no cached image "{n}"{suggest(n, [i.meta.name for i in imgs])}; see `leapfrog images list`.'
+            )
+        chosen.extend(hit)
+    for img in chosen:
+        remove_image(img)
+        out.print(f"removed {img.meta.name}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

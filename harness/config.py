@@ -1,0 +1,331 @@
+"""TOML -> typed objects.
+
+``targets/*.toml`` become :class:`TargetConfig`, ``suites/*/suite.toml`` become
+:class:`SuiteConfig`.  Every error names the file, the key and what was
+expected, and suggests the closest valid name for a typo.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from harness.errors import ConfigError
+
+KNOWN_DISTROS = ("debian", "openeuler")
+SUITE_KINDS = ("in-target", "host-driven")
+
+
+def suggest(word: str, choices: typing.Iterable[str]) -> str:
+    """' (did you mean "x"?)' or ''."""
+    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
+    return f' (did you mean "{close[0]}"?)' if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    origin = typing.get_origin(tp)
+    if origin in (list, tuple):
+        (arg, *_) = typing.get_args(tp)
+        return f"a list of {_type_name(arg)}s"
+    if origin is dict:
+        return "a table of strings"
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_type_name(a) for a in typing.get_args(tp) if a is not type(None))
+    return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
+        tp, getattr(tp, "__name__", str(tp))
+    )
+
+
+def _check_value(value: Any, tp: Any) -> bool:
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return any(_check_value(value, a) for a in typing.get_args(tp))
+    if tp is type(None):
+        return value is None
+    if origin is list:
+        (arg,) = typing.get_args(tp)
+        return isinstance(value, list) and all(_check_value(v, arg) for v in value)
+    if origin is dict:
+        _, varg = typing.get_args(tp)
+        return isinstance(value, dict) and all(isinstance(k, str) and _check_value(v, varg) for k, v in value.items())
+    if tp is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if tp is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(tp, type):
+        return isinstance(value, tp)
+    return True
+
+
+def _unwrap_optional(tp: Any) -> Any:
+    """``X | None`` -> ``X`` when X is a dataclass (a TOML table that may be absent)."""
+    if typing.get_origin(tp) in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(tp) if a is not type(None)]
+        if len(args) == 1 and dataclasses.is_dataclass(args[0]):
+            return args[0]
+    return tp
+
+
+def build_dataclass(cls: type[Any], table: dict[str, Any], *, file: Path, where: str = "") -> Any:
+    """Make ``cls`` from a TOML table, checking keys and types.
+
+    ``where`` is the dotted key prefix used in messages ("" for top level).
+    Nested dataclass fields take a TOML table.
+    """
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    kwargs: dict[str, Any] = {}
+    for key, value in table.items():
+        dotted = f"{where}{key}"
+        if key not in fields:
+            valid = ", ".join(sorted(fields)) or "none"
+            raise ConfigError(f'{file}: unknown key "{dotted}"{suggest(key, fields)}; valid keys here: {valid}.')
+        tp = _unwrap_optional(hints[key])
+        if dataclasses.is_dataclass(tp):
+            if not isinstance(value, dict):
+                raise ConfigError(f'{file}: key "{dotted}" must be a table ([{dotted}]).')
+            kwargs[key] = build_dataclass(tp, value, file=file, where=f"{dotted}.")  # type: ignore[arg-type]
+            continue
+        if not _check_value(value, tp):
+            raise ConfigError(f'{file}: key "{dotted}" must be {_type_name(tp)}, not {value!r}.')
+        kwargs[key] = float(value) if tp is float else value
+    missing = [
+        n
+        for n, f in fields.items()
+        if n not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+    ]
+    if missing:
+        raise ConfigError(f'{file}: missing required key "{where}{missing[0]}".')
+    return cls(**kwargs)
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError as e:
+        raise ConfigError(f"{path}: file not found.") from e
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}.") from e
+
+
+# --------------------------------------------------------------------------- images
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageSpec:
+    """The userland a target runs.
+
+    ``source = "build"`` (default): leapfrog builds it (Debian, mmdebstrap).
+    Other sources are for images the user supplies: ``tarball`` (a root
+    filesystem or ``docker save`` archive at ``path`` or ``url``), ``docker``
+    (an image ``ref``), ``qcow2`` (a disk at ``path``/``url`` with firmware).
+    """
+
+    distro: str = "debian"
+    release: str = "trixie"
+    arch: str = "riscv64"
+    source: str = "build"
+    mirror: str = "http://deb.debian.org/debian"
+    packages: list[str] = dataclasses.field(default_factory=list)  # always installed
+    ref: str = ""
+    path: str = ""
+    url: str = ""
+    sha256: str = ""
+    firmware: list[str] = dataclasses.field(default_factory=list)
+
+
+# --------------------------------------------------------------------------- targets
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetFile:
+    """Keys every target file may have; the backend adds its own (``Options``)."""
+
+    kind: str
+    description: str = ""
+    arch: str = ""  # declared architecture; defaults to the image's
+    python: str = "python3"
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    image: ImageSpec | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    kind: str
+    file: Path
+    description: str
+    arch: str
+    python: str
+    env: dict[str, str]
+    image: ImageSpec | None
+    options: Any  # the backend's Options dataclass instance
+
+
+def load_target(path: Path) -> TargetConfig:
+    from harness import targets  # the registry; backends themselves load lazily
+
+    data = read_toml(path)
+    kind = data.get("kind")
+    if kind is None:
+        raise ConfigError(f'{path}: missing required key "kind"; one of: {", ".join(targets.KINDS)}.')
+    if not isinstance(kind, str) or kind not in targets.KINDS:
+        raise ConfigError(
+            f'{path}: key "kind" is {kind!r}{suggest(str(kind), targets.KINDS)}; '
+            f"expected one of: {', '.join(targets.KINDS)}."
+        )
+    backend = targets.backend_class(kind)
+    common_keys = {f.name for f in dataclasses.fields(TargetFile)}
+    option_keys = {f.name for f in dataclasses.fields(backend.Options)}
+    common = {k: v for k, v in data.items() if k in common_keys or k not in option_keys}
+    opts = {k: v for k, v in data.items() if k in option_keys and k not in common_keys}
+    unknown = [k for k in common if k not in common_keys]
+    if unknown:
+        valid = sorted(common_keys | option_keys)
+        raise ConfigError(
+            f'{path}: unknown key "{unknown[0]}"{suggest(unknown[0], valid)} for kind '
+            f'"{kind}"; valid keys: {", ".join(valid)}.'
+        )
+    base: TargetFile = build_dataclass(TargetFile, common, file=path)
+    options = build_dataclass(backend.Options, opts, file=path)
+    image = base.image
+    if image is not None and image.distro not in KNOWN_DISTROS:
+        raise ConfigError(
+            f'{path}: key "image.distro" is "{image.distro}"{suggest(image.distro, KNOWN_DISTROS)}; '
+            f"expected one of: {', '.join(KNOWN_DISTROS)}."
+        )
+    if backend.needs_image and image is None:
+        raise ConfigError(f'{path}: kind "{kind}" needs an [image] table (distro, release, arch).')
+    arch = base.arch or (image.arch if image else "")
+    return TargetConfig(
+        name=path.stem,
+        kind=kind,
+        file=path,
+        description=base.description,
+        arch=arch,
+        python=base.python,
+        env=dict(base.env),
+        image=image,
+        options=options,
+    )
+
+
+# --------------------------------------------------------------------------- suites
+
+
+@dataclasses.dataclass(frozen=True)
+class SuitePackages:
+    debian: list[str] = dataclasses.field(default_factory=list)
+    openeuler: list[str] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteFile:
+    description: str = ""
+    kind: str = "in-target"
+    timeout: float = 900.0  # whole cell, host side
+    case_timeout: float = 300.0  # one case, inside the target
+    key_packages: list[str] = dataclasses.field(default_factory=list)
+    packages: SuitePackages = dataclasses.field(default_factory=SuitePackages)
+    settings: dict[str, str | int | float | bool] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class SuiteConfig:
+    name: str
+    path: Path  # the suite folder
+    description: str
+    kind: str
+    timeout: float
+    case_timeout: float
+    key_packages: list[str]
+    packages: SuitePackages
+    settings: dict[str, str | int | float | bool]
+
+    def packages_for(self, distro: str) -> list[str]:
+        return list(getattr(self.packages, distro, []))
+
+
+def load_suite(folder: Path) -> SuiteConfig:
+    path = folder / "suite.toml"
+    sf: SuiteFile = build_dataclass(SuiteFile, read_toml(path), file=path)
+    if sf.kind not in SUITE_KINDS:
+        raise ConfigError(
+            f'{path}: key "kind" is "{sf.kind}"{suggest(sf.kind, SUITE_KINDS)}; '
+            f"expected one of: {', '.join(SUITE_KINDS)}."
+        )
+    for key in ("timeout", "case_timeout"):
+        if getattr(sf, key) <= 0:
+            raise ConfigError(f'{path}: key "{key}" must be a positive number of seconds.')
+    return SuiteConfig(
+        name=folder.name,
+        path=folder,
+        description=sf.description,
+        kind=sf.kind,
+        timeout=sf.timeout,
+        case_timeout=sf.case_timeout,
+        key_packages=list(sf.key_packages),
+        packages=sf.packages,
+        settings=dict(sf.settings),
+    )
+
+
+# --------------------------------------------------------------------------- project
+
+
+@dataclasses.dataclass
+class Project:
+    """Everything leapfrog knows before it plans a run."""
+
+    root: Path
+    targets: dict[str, TargetConfig]
+    suites: dict[str, SuiteConfig]
+
+    def pick_targets(self, names: list[str]) -> list[TargetConfig]:
+        return [self._pick(self.targets, n, "target", "targets/*.toml") for n in names]
+
+    def pick_suites(self, names: list[str]) -> list[SuiteConfig]:
+        return [self._pick(self.suites, n, "suite", "suites/*/suite.toml") for n in names]
+
+    @staticmethod
+    def _pick(table: dict[str, Any], name: str, what: str, where: str) -> Any:
+        if name not in table:
+            known = ", ".join(sorted(table)) or "none"
+            raise ConfigError(f'unknown {what} "{name}"{suggest(name, table)}; known {what}s ({where}): {known}.')
+        return table[name]
+
+
+def default_root() -> Path:
+    """The folder holding ``targets/`` and ``suites/``.
+
+    The current directory if it has them, else the source checkout leapfrog
+    was installed from (``pip install -e .``).
+    """
+    cwd = Path.cwd()
+    if (cwd / "targets").is_dir() and (cwd / "suites").is_dir():
+        return cwd
+    return Path(__file__).resolve().parent.parent
+
+
+def load_project(
+    root: Path | None = None,
+    *,
+    targets_dir: Path | None = None,
+    suites_dir: Path | None = None,
+) -> Project:
+    root = root or default_root()
+    tdir = targets_dir or root / "targets"
+    sdir = suites_dir or root / "suites"
+    if not tdir.is_dir():
+        raise ConfigError(f"{tdir}: targets folder not found; pass --targets-dir or run from a checkout.")
+    if not sdir.is_dir():
+        raise ConfigError(f"{sdir}: suites folder not found; pass --suites-dir or run from a checkout.")
+    targets = {p.stem: load_target(p) for p in sorted(tdir.glob("*.toml"))}
+    suites = {p.parent.name: load_suite(p.parent) for p in sorted(sdir.glob("*/suite.toml"))}
+    return Project(root=root, targets=targets, suites=suites)

@@ -1,0 +1,98 @@
+"""Images: build, find and cache the userlands targets run."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import filelock
+
+from harness.config import ImageSpec
+from harness.errors import ImageError
+from harness.images import debian
+from harness.images.cache import (
+    RECIPE_VERSION,
+    CachedImage,
+    ImageMeta,
+    find_image,
+    image_key,
+    images_dir,
+)
+
+__all__ = ["CachedImage", "ensure_image", "ensure_rootfs", "packages_for"]
+
+
+def packages_for(spec: ImageSpec, extra: list[str]) -> list[str]:
+    """The full package list of an image: base + the spec's own + ``extra``."""
+    base = debian.BASE_PACKAGES if spec.distro == "debian" else []
+    return sorted(set(base) | set(spec.packages) | set(extra))
+
+
+def ensure_image(
+    spec: ImageSpec,
+    packages: list[str],
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> CachedImage:
+    """Return a cached image holding ``packages``, building it if needed."""
+    if spec.source != "build":
+        raise ImageError(f'image source "{spec.source}" has no root filesystem folder to build.')
+    if spec.distro != "debian":
+        raise ImageError(
+            f'leapfrog builds Debian images only; distro "{spec.distro}" images are supplied '
+            "(see targets/openeuler-*.toml and `leapfrog images fetch`)."
+        )
+    pkgs = packages_for(spec, packages)
+    found = find_image(spec.distro, spec.release, spec.arch, spec.mirror, pkgs)
+    if found:
+        return found
+    key = image_key(spec.distro, spec.release, spec.arch, spec.mirror, pkgs)
+    name = f"{spec.distro}-{spec.release}-{spec.arch}-{key}"
+    root = images_dir()
+    lock = filelock.FileLock(str(root / f"{name}.lock"))
+    if progress:
+        progress(f"waiting for the build lock of {name}")
+    with lock:
+        found = find_image(spec.distro, spec.release, spec.arch, spec.mirror, pkgs)
+        if found:  # another run built it while we waited
+            return found
+        folder = root / name
+        shutil.rmtree(folder, ignore_errors=True)  # leftovers of an interrupted build
+        folder.mkdir(parents=True)
+        start = time.monotonic()
+        if progress:
+            progress(f"building {name} with mmdebstrap ({len(pkgs)} packages)")
+        try:
+            debian.build_rootfs(spec.release, spec.arch, spec.mirror, pkgs, folder / "rootfs", progress=progress)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        meta = ImageMeta(
+            key=key,
+            distro=spec.distro,
+            release=spec.release,
+            arch=spec.arch,
+            mirror=spec.mirror,
+            packages=pkgs,
+            recipe=RECIPE_VERSION,
+            built=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            build_seconds=round(time.monotonic() - start, 1),
+        )
+        tmp = folder / "meta.json.tmp"
+        tmp.write_text(json.dumps(meta.to_dict(), indent=2))
+        tmp.replace(folder / "meta.json")  # the image is complete from here on
+        return CachedImage(meta=meta, path=folder)
+
+
+def ensure_rootfs(
+    spec: ImageSpec,
+    packages: list[str],
+    *,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
+    """The root filesystem folder of an image with ``packages``; treat it as read-only."""
+    return ensure_image(spec, packages, progress=progress).rootfs

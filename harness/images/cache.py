@@ -1,0 +1,141 @@
+"""Where images live, how they are named, and how builds are kept apart.
+
+Layout under the cache root (``$LEAPFROG_CACHE`` or the user cache directory)::
+
+    images/<distro>-<release>-<arch>-<key>/
+        rootfs/        the root filesystem (complete only once meta.json exists)
+        meta.json      what is in it; written last, so its presence means "done"
+    images/<...>.lock  held while building, so two runs never build one image twice
+
+``key`` is a hash of (distro, release, arch, mirror, sorted packages, recipe
+version): a second run asking for the same packages builds nothing.  A cached
+image whose packages are a superset of what is asked is reused too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+#: Bump when the way images are built changes, so old caches are not reused.
+RECIPE_VERSION = 1
+
+
+def cache_root() -> Path:
+    env = os.environ.get("LEAPFROG_CACHE")
+    return Path(env) if env else Path(platformdirs.user_cache_dir("leapfrog"))
+
+
+def images_dir() -> Path:
+    d = cache_root() / "images"
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageMeta:
+    """What a cached image holds.  Stored as ``meta.json`` beside ``rootfs/``."""
+
+    key: str
+    distro: str
+    release: str
+    arch: str
+    mirror: str
+    packages: list[str]
+    recipe: int
+    built: str = ""  # ISO time
+    build_seconds: float = 0.0
+    base: str = ""  # key of the image this one was layered on, if any
+
+    @property
+    def name(self) -> str:
+        return f"{self.distro}-{self.release}-{self.arch}-{self.key}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ImageMeta:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+def image_key(distro: str, release: str, arch: str, mirror: str, packages: list[str]) -> str:
+    blob = json.dumps(
+        {
+            "distro": distro,
+            "release": release,
+            "arch": arch,
+            "mirror": mirror,
+            "packages": sorted(set(packages)),
+            "recipe": RECIPE_VERSION,
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+@dataclasses.dataclass(frozen=True)
+class CachedImage:
+    meta: ImageMeta
+    path: Path  # the image folder
+
+    @property
+    def rootfs(self) -> Path:
+        return self.path / "rootfs"
+
+    def size_bytes(self) -> int:
+        total = 0
+        for dirpath, _dirs, files in os.walk(self.rootfs):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(dirpath, f)).st_size
+        return total
+
+
+def list_images() -> list[CachedImage]:
+    out = []
+    for meta_file in sorted(images_dir().glob("*/meta.json")):
+        try:
+            meta = ImageMeta.from_dict(json.loads(meta_file.read_text()))
+        except (OSError, ValueError, TypeError):
+            continue  # a half-written or foreign folder is not an image
+        out.append(CachedImage(meta=meta, path=meta_file.parent))
+    return out
+
+
+def find_image(distro: str, release: str, arch: str, mirror: str, packages: list[str]) -> CachedImage | None:
+    """An exact match, else the smallest complete image with a superset of ``packages``."""
+    want = set(packages)
+    key = image_key(distro, release, arch, mirror, packages)
+    candidates = []
+    for img in list_images():
+        m = img.meta
+        if (m.distro, m.release, m.arch, m.mirror, m.recipe) != (
+            distro,
+            release,
+            arch,
+            mirror,
+            RECIPE_VERSION,
+        ):
+            continue
+        if m.key == key:
+            return img
+        if want <= set(m.packages):
+            candidates.append(img)
+    candidates.sort(key=lambda i: len(i.meta.packages))
+    return candidates[0] if candidates else None
+
+
+def remove_image(img: CachedImage) -> None:
+    """Delete an image folder; meta.json goes first so a half-removed image is never used."""
+    (img.path / "meta.json").unlink(missing_ok=True)
+    shutil.rmtree(img.path, ignore_errors=True)

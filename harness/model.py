@@ -1,0 +1,257 @@
+"""Plain dataclasses for everything that crosses module lines.
+
+``results.json`` is ``Run.to_dict()``; JUnit XML and HTML are rendered from a
+``Run`` read back with ``Run.from_dict``.  The schema is documented in
+``docs/results-schema.md``; bump ``SCHEMA_VERSION`` when it changes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+Metric = int | float | str | bool
+
+
+class Status(enum.StrEnum):
+    """Outcome of one case."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    ERROR = "error"
+    SKIPPED = "skipped"
+    XFAILED = "xfailed"
+    XPASSED = "xpassed"
+    TIMEOUT = "timeout"
+    CRASHED = "crashed"
+
+    @property
+    def is_good(self) -> bool:
+        """Counts toward *compatible*: passed, skipped with a reason, expected failure."""
+        return self in (Status.PASSED, Status.SKIPPED, Status.XFAILED)
+
+    @property
+    def is_bad(self) -> bool:
+        return not self.is_good
+
+
+class Verdict(enum.StrEnum):
+    """Outcome of one (target, suite) cell."""
+
+    COMPATIBLE = "compatible"
+    PARTIAL = "partial"
+    INCOMPATIBLE = "incompatible"
+    INFRA_ERROR = "infra-error"
+    NOT_RUN = "not-run"
+
+
+@dataclasses.dataclass
+class CaseResult:
+    """One test inside a suite, as the probe reported it."""
+
+    name: str  # pytest node id relative to the suite folder
+    status: Status
+    duration: float  # seconds, call phase plus setup and teardown
+    message: str = ""  # failure, error or skip reason (bounded)
+    output: str = ""  # captured stdout/stderr/log (bounded)
+    metrics: dict[str, Metric] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["status"] = self.status.value
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CaseResult:
+        return cls(
+            name=str(d["name"]),
+            status=Status(d["status"]),
+            duration=float(d.get("duration", 0.0)),
+            message=str(d.get("message", "")),
+            output=str(d.get("output", "")),
+            metrics=dict(d.get("metrics", {})),
+        )
+
+
+@dataclasses.dataclass
+class TargetFacts:
+    """What a target is, as measured from inside it."""
+
+    arch: str = ""  # platform.machine(): x86_64, riscv64
+    isa: str = ""  # rv64imafdcv..., or the x86-64 level flags summary
+    extensions: list[str] = dataclasses.field(default_factory=list)
+    cpu_model: str = ""  # the QEMU CPU model asked for, if any
+    os_id: str = ""
+    os_name: str = ""  # PRETTY_NAME of os-release
+    os_version: str = ""
+    kernel: str = ""
+    libc: str = ""
+    python: str = ""
+    emulation: str = ""  # native, qemu-user, qemu-system, board
+    packages: dict[str, str] = dataclasses.field(default_factory=dict)
+    extra: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TargetFacts:
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in known})
+
+
+@dataclasses.dataclass
+class CellResult:
+    """One (target, suite) pair of a run."""
+
+    target: str
+    suite: str
+    verdict: Verdict
+    cases: list[CaseResult] = dataclasses.field(default_factory=list)
+    wall: float = 0.0  # seconds, host side, including copy in and out
+    message: str = ""  # why infra-error / not-run
+    attempts: int = 1
+    log: str = ""  # bounded tail of the pytest process output
+
+    def counts(self) -> dict[str, int]:
+        out = {s.value: 0 for s in Status}
+        for c in self.cases:
+            out[c.status.value] += 1
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target": self.target,
+            "suite": self.suite,
+            "verdict": self.verdict.value,
+            "wall": self.wall,
+            "message": self.message,
+            "attempts": self.attempts,
+            "log": self.log,
+            "counts": self.counts(),
+            "cases": [c.to_dict() for c in self.cases],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> CellResult:
+        return cls(
+            target=str(d["target"]),
+            suite=str(d["suite"]),
+            verdict=Verdict(d["verdict"]),
+            cases=[CaseResult.from_dict(c) for c in d.get("cases", [])],
+            wall=float(d.get("wall", 0.0)),
+            message=str(d.get("message", "")),
+            attempts=int(d.get("attempts", 1)),
+            log=str(d.get("log", "")),
+        )
+
+
+def verdict_for(cases: list[CaseResult]) -> Verdict:
+    """All good: compatible; some good: partial; none good: incompatible."""
+    if not cases:
+        return Verdict.INCOMPATIBLE
+    good = sum(1 for c in cases if c.status.is_good)
+    if good == len(cases):
+        return Verdict.COMPATIBLE
+    passed = sum(1 for c in cases if c.status is Status.PASSED)
+    return Verdict.PARTIAL if passed else Verdict.INCOMPATIBLE
+
+
+@dataclasses.dataclass
+class TargetInfo:
+    """A target as it took part in a run."""
+
+    name: str
+    kind: str
+    description: str = ""
+    arch: str = ""  # declared architecture (facts.arch is the measured one)
+    facts: TargetFacts | None = None
+    error: str = ""  # why it could not start, if it could not
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "kind": self.kind,
+            "description": self.description,
+            "arch": self.arch,
+            "facts": self.facts.to_dict() if self.facts else None,
+            "error": self.error,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TargetInfo:
+        facts = d.get("facts")
+        return cls(
+            name=str(d["name"]),
+            kind=str(d["kind"]),
+            description=str(d.get("description", "")),
+            arch=str(d.get("arch", "")),
+            facts=TargetFacts.from_dict(facts) if facts else None,
+            error=str(d.get("error", "")),
+        )
+
+
+@dataclasses.dataclass
+class Run:
+    """Targets x suites executed once."""
+
+    run_id: str
+    started: str  # ISO 8601, UTC
+    finished: str = ""
+    leapfrog_version: str = ""
+    host: str = ""
+    argv: list[str] = dataclasses.field(default_factory=list)
+    baseline: str = "native"  # the target slowdowns are measured against
+    targets: list[TargetInfo] = dataclasses.field(default_factory=list)
+    cells: list[CellResult] = dataclasses.field(default_factory=list)
+
+    def cell(self, target: str, suite: str) -> CellResult | None:
+        for c in self.cells:
+            if c.target == target and c.suite == suite:
+                return c
+        return None
+
+    def target(self, name: str) -> TargetInfo | None:
+        for t in self.targets:
+            if t.name == name:
+                return t
+        return None
+
+    @property
+    def suites(self) -> list[str]:
+        seen: list[str] = []
+        for c in self.cells:
+            if c.suite not in seen:
+                seen.append(c.suite)
+        return seen
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": SCHEMA_VERSION,
+            "run_id": self.run_id,
+            "started": self.started,
+            "finished": self.finished,
+            "leapfrog_version": self.leapfrog_version,
+            "host": self.host,
+            "argv": self.argv,
+            "baseline": self.baseline,
+            "targets": [t.to_dict() for t in self.targets],
+            "cells": [c.to_dict() for c in self.cells],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Run:
+        return cls(
+            run_id=str(d["run_id"]),
+            started=str(d["started"]),
+            finished=str(d.get("finished", "")),
+            leapfrog_version=str(d.get("leapfrog_version", "")),
+            host=str(d.get("host", "")),
+            argv=list(d.get("argv", [])),
+            baseline=str(d.get("baseline", "native")),
+            targets=[TargetInfo.from_dict(t) for t in d.get("targets", [])],
+            cells=[CellResult.from_dict(c) for c in d.get("cells", [])],
+        )

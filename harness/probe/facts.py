@@ -1,0 +1,152 @@
+"""Print what this machine is, as one JSON object (stdlib only; runs in a target).
+
+Usage: python3 facts.py [PACKAGE ...]   versions of the named Python
+distributions are included under "packages".
+
+The ISA: under qemu-user a mounted /proc/cpuinfo describes the *host* CPU, so
+on riscv64 the extensions come from AT_HWCAP in /proc/self/auxv (qemu-user
+emulates that file for the guest); the "isa" line of /proc/cpuinfo is used
+where it exists and describes a riscv CPU (a VM or a board).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import struct
+import sys
+
+AT_HWCAP = 16
+
+
+def hwcap() -> int | None:
+    try:
+        with open("/proc/self/auxv", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    size = struct.calcsize("@L")
+    for i in range(0, len(data) - 2 * size + 1, 2 * size):
+        key, value = struct.unpack_from("@LL", data, i)
+        if key == AT_HWCAP:
+            return int(value)
+        if key == 0:
+            break
+    return None
+
+
+def cpuinfo_isa() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k.strip() == "isa" and v.strip().startswith("rv"):
+                    return v.strip()
+    except OSError:
+        pass
+    return ""
+
+
+def x86_flags() -> list[str]:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                k, _, v = line.partition(":")
+                if k.strip() == "flags":
+                    return v.split()
+    except OSError:
+        pass
+    return []
+
+
+def os_release() -> dict[str, str]:
+    for path in ("/etc/os-release", "/usr/lib/os-release"):
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            continue
+        out = {}
+        for line in text.splitlines():
+            k, sep, v = line.partition("=")
+            if sep and k.strip() and not k.startswith("#"):
+                out[k.strip()] = v.strip().strip('"').strip("'")
+        return out
+    return {}
+
+
+def riscv_isa() -> tuple[str, list[str], str]:
+    """(isa string, single-letter + multi-letter extensions, where it came from)."""
+    line = cpuinfo_isa()
+    if line:
+        base, *multi = line.split("_")
+        letters = list(base[4:]) if base.startswith("rv") else []
+        return line, letters + multi, "cpuinfo"
+    cap = hwcap()
+    if cap is None:
+        return "", [], ""
+    letters = [chr(ord("a") + i) for i in range(26) if cap & (1 << i)]
+    order = "imafdqcbkjtpvh"
+    ordered = [c for c in order if c in letters] + [c for c in letters if c not in order]
+    return "rv64" + "".join(ordered), ordered, "hwcap"
+
+
+def package_versions(names: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    try:
+        from importlib import metadata
+    except ImportError:  # pragma: no cover - python < 3.8
+        return out
+    for name in names:
+        try:
+            out[name] = metadata.version(name)
+        except Exception:
+            out[name] = ""
+    return out
+
+
+def collect(packages: list[str]) -> dict[str, object]:
+    arch = platform.machine()
+    osr = os_release()
+    isa, extensions, source = "", [], ""
+    if arch.startswith("riscv"):
+        isa, extensions, source = riscv_isa()
+    elif arch in ("x86_64", "AMD64"):
+        flags = set(x86_flags())
+        level = "x86-64"
+        if {"cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"} <= flags:
+            level = "x86-64-v2"
+        if level == "x86-64-v2" and {"avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "movbe", "xsave"} <= flags:
+            level = "x86-64-v3"
+        if level == "x86-64-v3" and {"avx512f", "avx512bw", "avx512cd", "avx512dq", "avx512vl"} <= flags:
+            level = "x86-64-v4"
+        isa = level
+        extensions = sorted(f for f in flags if f.startswith(("avx", "sse", "fma", "amx")))
+        source = "cpuinfo"
+    libc = " ".join(x for x in platform.libc_ver() if x)
+    return {
+        "arch": arch,
+        "isa": isa,
+        "extensions": extensions,
+        "os_id": osr.get("ID", ""),
+        "os_name": osr.get("PRETTY_NAME", osr.get("NAME", "")),
+        "os_version": osr.get("VERSION_ID", ""),
+        "kernel": platform.release(),
+        "libc": libc,
+        "python": platform.python_version(),
+        "packages": package_versions(packages),
+        "extra": {
+            "isa_source": source,
+            "byteorder": sys.byteorder,
+            "pointer_bits": str(struct.calcsize("P") * 8),
+            "page_size": str(os.sysconf("SC_PAGE_SIZE")) if hasattr(os, "sysconf") else "",
+            "cpu_count": str(os.cpu_count() or ""),
+            "os_release_version": osr.get("VERSION", ""),
+        },
+    }
+
+
+if __name__ == "__main__":
+    json.dump(collect(sys.argv[1:]), sys.stdout)
+    sys.stdout.write("\n")

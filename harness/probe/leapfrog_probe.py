@@ -1,0 +1,218 @@
+"""leapfrog's pytest plugin, loaded in the target with ``-p leapfrog_probe``.
+
+Stdlib and pytest only: this file runs on the target's Python (3.8+).
+
+It appends one JSON line per event to the file named by ``LEAPFROG_RESULTS``
+and flushes it at once, so a process that dies mid-suite loses nothing that
+already finished::
+
+    {"event": "start", "name": "test_x.py::test_a"}
+    {"event": "case", "name": "...", "status": "passed", "duration": 0.1,
+     "message": "", "output": "", "metrics": {"p99_ms": 3.2}}
+    {"event": "end", "exitstatus": 0}
+
+Environment:
+
+``LEAPFROG_RESULTS``       where to write (required for any output)
+``LEAPFROG_OUTPUT_LIMIT``  bytes of captured output kept per case (default 65536)
+``LEAPFROG_CASE_TIMEOUT``  seconds a case may take; then it is ``timeout``
+``LEAPFROG_DONE``          a file of node ids already recorded: deselected
+                           (how the runner resumes after a crash)
+"""
+
+from __future__ import annotations
+
+import faulthandler
+import json
+import math
+import os
+import signal
+from typing import Any, Dict, List, Optional
+
+import pytest
+
+_OUT: Optional[Any] = None
+_LIMIT = int(os.environ.get("LEAPFROG_OUTPUT_LIMIT", "65536") or 65536)
+_MESSAGE_LIMIT = 8192
+_TIMEOUT = float(os.environ.get("LEAPFROG_CASE_TIMEOUT", "0") or 0)
+#: Grace after the soft timeout before faulthandler ends the process (a case
+#: stuck in C code never returns to Python to see the soft one).
+_HARD_GRACE = 30.0
+TIMEOUT_MARK = "leapfrog-case-timeout"
+
+
+class CaseTimeout(BaseException):
+    """Raised in the main thread when a case runs past LEAPFROG_CASE_TIMEOUT."""
+
+
+def _emit(record: Dict[str, Any]) -> None:
+    if _OUT is None:
+        return
+    _OUT.write(json.dumps(record, ensure_ascii=True, default=str) + "\n")
+    _OUT.flush()
+
+
+def _bound(text: str, limit: int) -> str:
+    data = text.encode("utf-8", errors="replace")
+    if len(data) <= limit:
+        return text
+    kept = data[:limit].decode("utf-8", errors="ignore")
+    return kept + "\n[... truncated by leapfrog: %d bytes dropped ...]" % (len(data) - limit)
+
+
+def _clean_metric(value: Any) -> Any:
+    if isinstance(value, (bool, str)):
+        return value
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    try:  # numpy scalars and the like
+        item = value.item()
+        if isinstance(item, (bool, int, float, str)):
+            return _clean_metric(item)
+    except Exception:
+        pass
+    return str(value)
+
+
+class _State:
+    def __init__(self) -> None:
+        self.status: Optional[str] = None
+        self.message = ""
+        self.output: List[str] = []
+        self.duration = 0.0
+        self.metrics: Dict[str, Any] = {}
+
+
+_STATE: Dict[str, _State] = {}
+
+
+def pytest_configure(config: Any) -> None:
+    global _OUT
+    path = os.environ.get("LEAPFROG_RESULTS")
+    if path and _OUT is None:
+        _OUT = open(path, "a", encoding="utf-8")
+
+
+def pytest_unconfigure(config: Any) -> None:
+    global _OUT
+    if _OUT is not None:
+        _OUT.close()
+        _OUT = None
+
+
+def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
+    done_file = os.environ.get("LEAPFROG_DONE")
+    if not done_file or not os.path.exists(done_file):
+        return
+    with open(done_file, encoding="utf-8") as f:
+        done = {line.rstrip("\n") for line in f if line.strip()}
+    keep, drop = [], []
+    for item in items:
+        (drop if item.nodeid in done else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep
+
+
+def pytest_collectreport(report: Any) -> None:
+    if report.failed:
+        _emit(
+            {
+                "event": "case",
+                "name": report.nodeid or "<collection>",
+                "status": "error",
+                "duration": 0.0,
+                "message": _bound("collection failed: " + str(report.longreprtext), _MESSAGE_LIMIT),
+                "output": "",
+                "metrics": {},
+            }
+        )
+
+
+@pytest.fixture
+def metrics(request: Any) -> Dict[str, Any]:
+    """A dict for numbers a case wants in the report: ``metrics["p99_ms"] = 3.2``."""
+    state = _STATE.setdefault(request.node.nodeid, _State())
+    return state.metrics
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    raise CaseTimeout("%s: case exceeded %.0f s" % (TIMEOUT_MARK, _TIMEOUT))
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: Any, nextitem: Any) -> Any:
+    _STATE.setdefault(item.nodeid, _State())
+    _emit({"event": "start", "name": item.nodeid})
+    armed = _TIMEOUT > 0 and hasattr(signal, "setitimer")
+    if armed:
+        previous = signal.signal(signal.SIGALRM, _on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, _TIMEOUT)
+        faulthandler.dump_traceback_later(_TIMEOUT + _HARD_GRACE, exit=True)
+    try:
+        yield
+    finally:
+        if armed:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            faulthandler.cancel_dump_traceback_later()
+            signal.signal(signal.SIGALRM, previous)
+    state = _STATE.pop(item.nodeid, _State())
+    _emit(
+        {
+            "event": "case",
+            "name": item.nodeid,
+            "status": state.status or "error",
+            "duration": round(state.duration, 6),
+            "message": _bound(state.message, _MESSAGE_LIMIT),
+            "output": _bound("".join(state.output), _LIMIT),
+            "metrics": {str(k): _clean_metric(v) for k, v in state.metrics.items()},
+        }
+    )
+
+
+def _message(report: Any) -> str:
+    """The one-line cause first (exception type and text), then pytest's full report."""
+    if report.skipped and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
+        return str(report.longrepr[2])
+    text = str(getattr(report, "longreprtext", "") or "")
+    crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", "")
+    return "%s\n\n%s" % (crash, text) if crash else text
+
+
+def pytest_runtest_logreport(report: Any) -> None:
+    state = _STATE.setdefault(report.nodeid, _State())
+    state.duration += float(getattr(report, "duration", 0.0) or 0.0)
+    for title, content in getattr(report, "sections", []):
+        if content and report.when == "teardown":
+            state.output.append("----- %s -----\n%s\n" % (title, content))
+    was_xfail = hasattr(report, "wasxfail")
+    status: Optional[str] = None
+    if report.when == "call":
+        if report.passed:
+            status = "xpassed" if was_xfail else "passed"
+        elif report.skipped:
+            status = "xfailed" if was_xfail else "skipped"
+        else:
+            status = "failed"
+        if was_xfail and not report.failed:
+            state.message = str(report.wasxfail)
+    elif report.failed:  # setup or teardown failed
+        status = "error"
+    elif report.skipped and report.when == "setup":
+        status = "xfailed" if was_xfail else "skipped"
+    if report.failed or (report.skipped and not was_xfail):
+        state.message = state.message or _message(report)
+        if report.failed and TIMEOUT_MARK in state.message:
+            status = "timeout"
+    # The first phase that says something decides; a teardown error spoils a
+    # pass; a timeout overrides everything.
+    if status is not None and (
+        state.status is None or status == "timeout" or (state.status in ("passed", "xpassed") and status == "error")
+    ):
+        state.status = status
+
+
+def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:
+    _emit({"event": "end", "exitstatus": int(exitstatus)})

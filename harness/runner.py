@@ -1,0 +1,490 @@
+"""Execute a plan: start each target once, run its cells, save as results arrive.
+
+This is the one place that turns exceptions into outcomes: a ``TargetError``
+becomes an ``infra-error`` cell (retried first); a case that kills its
+interpreter becomes ``crashed`` and the suite resumes after it; everything else
+rises.  Ctrl-C is never swallowed: targets are stopped and what finished is
+already on disk.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import contextlib
+import dataclasses
+import datetime as _dt
+import json
+import os
+import platform
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+from harness import __version__
+from harness.errors import TargetError
+from harness.model import (
+    CaseResult,
+    CellResult,
+    Run,
+    Status,
+    TargetFacts,
+    TargetInfo,
+    Verdict,
+    verdict_for,
+)
+from harness.plan import Plan, PlannedCell
+from harness.probe import PLUGIN_FILE
+from harness.targets import Target, make_target
+
+#: Bounds on what a target may send back (it is untrusted).
+MAX_RESULT_LINE = 1 << 20
+MAX_MESSAGE = 16384
+MAX_CASE_OUTPUT = 65536
+MAX_LOG = 16384
+MAX_METRICS = 200
+
+
+@dataclasses.dataclass
+class RunOptions:
+    out: Path
+    jobs: int = 1
+    retries: int = 1  # extra attempts for a cell that ended in infra-error
+    max_resumes: int = 20  # how many crashes one cell may resume after
+    case_timeout: float | None = None  # overrides suite.toml
+    argv: list[str] = dataclasses.field(default_factory=list)
+
+
+Event = Callable[[str, dict[str, Any]], None]
+
+
+def _noop(_kind: str, _data: dict[str, Any]) -> None:
+    pass
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
+
+
+def clean_text(value: object) -> str:
+    """Text from a target: lone surrogates and undecodable bytes become U+FFFD."""
+    return str(value).encode("utf-8", "replace").decode("utf-8", "replace")
+
+
+def _bound(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n[... truncated by leapfrog: {len(text) - limit} characters dropped ...]"
+
+
+def _tail(text: str, limit: int) -> str:
+    return text if len(text) <= limit else "[...]\n" + text[-limit:]
+
+
+# ------------------------------------------------------------------ results from the probe
+
+
+@dataclasses.dataclass
+class ProbeOutput:
+    cases: list[CaseResult]
+    started: list[str]  # started, never finished (the case that was running when it died)
+    collected: list[str]
+    ended: bool  # the session reached its end
+
+
+def parse_probe_lines(lines: list[str]) -> ProbeOutput:
+    """Read the probe's JSON lines defensively: bad lines are skipped, sizes bounded."""
+    cases: dict[str, CaseResult] = {}
+    started: list[str] = []
+    ended = False
+    for raw in lines:
+        if len(raw) > MAX_RESULT_LINE:
+            continue
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(rec, dict):
+            continue
+        event = rec.get("event")
+        name = clean_text(rec.get("name", ""))[:1000]
+        if event == "start" and name:
+            started.append(name)
+        elif event == "case" and name:
+            try:
+                status = Status(str(rec.get("status")))
+            except ValueError:
+                status = Status.ERROR
+            metrics_in = rec.get("metrics")
+            metrics: dict[str, int | float | str | bool] = {}
+            if isinstance(metrics_in, dict):
+                for k, v in list(metrics_in.items())[:MAX_METRICS]:
+                    if isinstance(v, (bool, int, float)):
+                        metrics[clean_text(k)[:200]] = v
+                    else:
+                        metrics[clean_text(k)[:200]] = clean_text(v)[:1000]
+            try:
+                duration = max(0.0, float(rec.get("duration", 0.0)))
+            except (TypeError, ValueError):
+                duration = 0.0
+            cases[name] = CaseResult(
+                name=name,
+                status=status,
+                duration=duration,
+                message=_bound(clean_text(rec.get("message", "")), MAX_MESSAGE),
+                output=_bound(clean_text(rec.get("output", "")), MAX_CASE_OUTPUT),
+                metrics=metrics,
+            )
+        elif event == "end":
+            ended = True
+    unfinished = [n for n in started if n not in cases]
+    return ProbeOutput(list(cases.values()), unfinished, [], ended)
+
+
+def signal_name(sig: int | None) -> str:
+    if not sig:
+        return ""
+    try:
+        return signal.Signals(sig).name
+    except ValueError:
+        return f"signal {sig}"
+
+
+# ------------------------------------------------------------------ one cell
+
+
+class CellRunner:
+    """Run one in-target suite on a started target, resuming after crashes."""
+
+    def __init__(self, target: Target, cell: PlannedCell, options: RunOptions, emit: Event) -> None:
+        self.target = target
+        self.cell = cell
+        self.options = options
+        self.emit = emit
+
+    def run(self) -> CellResult:
+        suite = self.cell.suite
+        t = self.target
+        start = time.monotonic()
+        deadline = start + suite.timeout
+        mk = t.run(["mktemp", "-d", "/tmp/leapfrog.XXXXXXXX"], timeout=60)
+        if not mk.ok:
+            raise TargetError(f"target {t.name}: mktemp failed: {mk.stderr.strip()[:300]}")
+        base = mk.stdout.strip()
+        try:
+            return self._run_in(base, start, deadline)
+        finally:
+            with contextlib.suppress(TargetError):
+                t.run(["rm", "-rf", base], timeout=120)
+
+    def _run_in(self, base: str, start: float, deadline: float) -> CellResult:
+        suite = self.cell.suite
+        t = self.target
+        t.put(suite.path, f"{base}/suite")
+        t.put(PLUGIN_FILE, f"{base}/probe/leapfrog_probe.py")
+        case_timeout = self.options.case_timeout or suite.case_timeout
+        env = {
+            "LEAPFROG_RESULTS": f"{base}/results.jsonl",
+            "LEAPFROG_DONE": f"{base}/done.txt",
+            "LEAPFROG_CASE_TIMEOUT": str(case_timeout),
+            "LEAPFROG_TARGET": t.name,
+            "LEAPFROG_SETTINGS": json.dumps(suite.settings),
+            "PYTHONPATH": f"{base}/probe",
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "PYTHONUNBUFFERED": "1",
+        }
+        argv = [
+            t.config.python,
+            "-m",
+            "pytest",
+            "-p",
+            "leapfrog_probe",
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            "-rN",
+            "--color=no",
+            "--rootdir",
+            f"{base}/suite",
+            f"{base}/suite",
+        ]
+        done: dict[str, CaseResult] = {}
+        log_parts: list[str] = []
+        message = ""
+        with tempfile.TemporaryDirectory(prefix="leapfrog-cell-") as tmp:
+            local = Path(tmp) / "results.jsonl"
+            for attempt in range(self.options.max_resumes + 1):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    message = f"the cell ran out of its {suite.timeout:.0f} s budget"
+                    break
+                proc = t.run(argv, timeout=remaining, env=env, cwd=f"{base}/suite")
+                log_parts.append(
+                    f"$ pytest (pass {attempt + 1}) exit={proc.exit_code} signal={signal_name(proc.signal)} "
+                    f"timed_out={proc.timed_out} wall={proc.wall:.1f}s\n"
+                    f"{_tail(proc.stdout, 4000)}{_tail(proc.stderr, 4000)}"
+                )
+                lines: list[str] = []
+                with contextlib.suppress(TargetError):
+                    t.get(f"{base}/results.jsonl", local)
+                    lines = local.read_text(encoding="utf-8", errors="replace").splitlines()
+                out = parse_probe_lines(lines)
+                for c in out.cases:
+                    if c.name not in done:
+                        done[c.name] = c
+                        self.emit("case", {"target": t.name, "suite": suite.name, "case": c})
+                dying = [n for n in out.started if n not in done]
+                if proc.ok or (proc.exit_code in (1,) and out.ended):
+                    break
+                if proc.exit_code == 5 and not done:
+                    message = "no tests were collected"
+                    break
+                if proc.exit_code in (2, 3, 4) and out.ended and not dying:
+                    message = f"pytest ended with exit code {proc.exit_code} (interrupted, internal or usage error)"
+                    break
+                if not dying:
+                    if proc.timed_out:
+                        message = f"the cell timed out after {suite.timeout:.0f} s"
+                    else:
+                        message = (
+                            f"pytest died before any case started (exit {proc.exit_code}, "
+                            f"signal {signal_name(proc.signal) or 'none'})"
+                        )
+                    break
+                victim = dying[0]
+                if proc.timed_out:
+                    status, why = Status.TIMEOUT, f"killed by the host: the cell exceeded {suite.timeout:.0f} s"
+                elif "Timeout (0:" in proc.stderr:
+                    status, why = (
+                        Status.TIMEOUT,
+                        f"exceeded the case timeout of {case_timeout:.0f} s (stuck in native code)",
+                    )
+                else:
+                    status = Status.CRASHED
+                    how = signal_name(proc.signal) or f"exit code {proc.exit_code}"
+                    why = f"the Python process died during this case ({how})"
+                crashed = CaseResult(
+                    name=victim, status=status, duration=0.0, message=why, output=_tail(proc.stderr, 8000)
+                )
+                done[victim] = crashed
+                self.emit("case", {"target": t.name, "suite": suite.name, "case": crashed})
+                if proc.timed_out:
+                    message = f"the cell timed out after {suite.timeout:.0f} s"
+                    break
+                # Resume after the dead case: tell the probe what is already recorded.
+                done_file = Path(tmp) / "done.txt"
+                done_file.write_text("".join(n + "\n" for n in done))
+                t.put(done_file, f"{base}/done.txt")
+        cases = list(done.values())
+        verdict = verdict_for(cases) if cases else Verdict.INCOMPATIBLE
+        return CellResult(
+            target=t.name,
+            suite=suite.name,
+            verdict=verdict,
+            cases=cases,
+            wall=round(time.monotonic() - start, 3),
+            message=message,
+            log=_tail("\n".join(log_parts), MAX_LOG),
+        )
+
+
+# ------------------------------------------------------------------ the run
+
+
+class ResultsWriter:
+    """Keeps ``results.json`` on disk current after every cell (atomic replace)."""
+
+    def __init__(self, run: Run, out: Path) -> None:
+        self.run = run
+        self.out = out
+        self.lock = threading.Lock()
+        out.mkdir(parents=True, exist_ok=True)
+
+    def save(self) -> None:
+        with self.lock:
+            tmp = self.out / "results.json.tmp"
+            text = json.dumps(self.run.to_dict(), indent=1, ensure_ascii=False)
+            tmp.write_bytes(text.encode("utf-8", "replace"))
+            tmp.replace(self.out / "results.json")
+
+    def add_cell(self, cell: CellResult) -> None:
+        with self.lock:
+            self.run.cells = [c for c in self.run.cells if (c.target, c.suite) != (cell.target, cell.suite)]
+            self.run.cells.append(cell)
+        self.save()
+
+    def set_target(self, info: TargetInfo) -> None:
+        with self.lock:
+            self.run.targets = [t for t in self.run.targets if t.name != info.name] + [info]
+        self.save()
+
+
+def new_run(options: RunOptions, plan: Plan) -> Run:
+    run = Run(
+        run_id=_dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}",
+        started=now_iso(),
+        leapfrog_version=__version__,
+        host=f"{platform.node()} {platform.machine()}",
+        argv=options.argv,
+        baseline=next((t.name for t in plan.targets() if t.kind == "native"), ""),
+    )
+    for t in plan.targets():
+        run.targets.append(TargetInfo(name=t.name, kind=t.kind, description=t.description, arch=t.arch))
+    for c in plan.cells:
+        run.cells.append(CellResult(target=c.target.name, suite=c.suite.name, verdict=Verdict.NOT_RUN))
+    return run
+
+
+class Runner:
+    def __init__(self, plan: Plan, options: RunOptions, emit: Event | None = None) -> None:
+        self.plan = plan
+        self.options = options
+        self.emit = emit or _noop
+        self.run = new_run(options, plan)
+        self.writer = ResultsWriter(self.run, options.out)
+        self._live: dict[str, Target] = {}
+        self._live_lock = threading.Lock()
+        self._cancelled = threading.Event()
+
+    def execute(self) -> Run:
+        self.writer.save()
+        targets = self.plan.targets()
+        try:
+            with _sigterm_as_interrupt():
+                if self.options.jobs <= 1 or len(targets) <= 1:
+                    for t in targets:
+                        self._run_target(t.name)
+                else:
+                    self._parallel([t.name for t in targets])
+        except BaseException:
+            self._cancelled.set()
+            self._stop_all()
+            raise
+        finally:
+            self.run.finished = now_iso()
+            self.writer.save()
+        return self.run
+
+    def _parallel(self, names: list[str]) -> None:
+        pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.options.jobs)
+        futures = [pool.submit(self._run_target, n) for n in names]
+        try:
+            for f in concurrent.futures.as_completed(futures):
+                f.result()
+        except BaseException:
+            self._cancelled.set()
+            self._stop_all()
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    def _stop_all(self) -> None:
+        with self._live_lock:
+            live = list(self._live.values())
+        for t in live:
+            with contextlib.suppress(Exception):
+                t.stop()
+
+    def _start(self, name: str) -> tuple[Target, TargetFacts]:
+        cfg = next(t for t in self.plan.targets() if t.name == name)
+        target = make_target(
+            cfg,
+            packages=self.plan.packages_for(cfg),
+            progress=lambda msg: self.emit("progress", {"target": name, "message": msg}),
+        )
+        with self._live_lock:
+            self._live[name] = target
+        self.emit("target-start", {"target": name})
+        target.key_packages = self.plan.key_packages_for(name)
+        try:
+            target.start()
+            facts = target.facts()
+        except BaseException:
+            self._stop(name)
+            raise
+        return target, facts
+
+    def _stop(self, name: str) -> None:
+        with self._live_lock:
+            target = self._live.pop(name, None)
+        if target is not None:
+            target.stop()
+
+    def _run_target(self, name: str) -> None:
+        cells = self.plan.cells_for(name)
+        info = self.run.target(name)
+        assert info is not None
+        pending = list(cells)
+        attempts: dict[tuple[str, str], int] = {}
+        while pending and not self._cancelled.is_set():
+            try:
+                target, facts = self._start(name)
+            except TargetError as e:
+                failures = attempts.get(("", ""), 0) + 1
+                attempts[("", "")] = failures
+                if failures <= self.options.retries:
+                    self.emit("progress", {"target": name, "message": f"start failed, retrying: {e}"})
+                    continue
+                info.error = str(e)
+                self.writer.set_target(info)
+                for c in pending:
+                    self._record(
+                        CellResult(
+                            c.target.name,
+                            c.suite.name,
+                            Verdict.INFRA_ERROR,
+                            message=f"the target could not start: {e}",
+                            attempts=failures,
+                        )
+                    )
+                return
+            info.facts = facts
+            self.writer.set_target(info)
+            try:
+                while pending and not self._cancelled.is_set():
+                    cell = pending[0]
+                    n = attempts.get(cell.key, 0) + 1
+                    attempts[cell.key] = n
+                    self.emit("cell-start", {"target": name, "suite": cell.suite.name, "attempt": n})
+                    try:
+                        result = CellRunner(target, cell, self.options, self.emit).run()
+                    except TargetError as e:
+                        if n <= self.options.retries:
+                            self.emit(
+                                "progress",
+                                {
+                                    "target": name,
+                                    "message": f"{cell.suite.name}: {e}; restarting the target and retrying",
+                                },
+                            )
+                            break  # restart the target, retry this cell
+                        result = CellResult(name, cell.suite.name, Verdict.INFRA_ERROR, message=str(e))
+                    result.attempts = n
+                    self._record(result)
+                    pending.pop(0)
+            finally:
+                self._stop(name)
+
+    def _record(self, cell: CellResult) -> None:
+        self.writer.add_cell(cell)
+        self.emit("cell-end", {"cell": cell})
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM is handled like Ctrl-C: stop targets, keep results."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

@@ -1,0 +1,127 @@
+"""The one interface the runner uses to talk to any place suites run.
+
+Each backend lives in its own module of this package and is registered by its
+TOML ``kind`` in :mod:`harness.targets`.  A backend raises
+:class:`~harness.errors.TargetError` for infrastructure failures (could not
+boot, lost the connection, daemon missing) and never a bare exception, so the
+runner can tell *the target broke* from *the test failed*.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from harness.config import TargetConfig
+    from harness.model import TargetFacts
+
+#: Bound on captured stdout/stderr kept per command (bytes, each stream).
+OUTPUT_LIMIT = 1 << 20
+
+
+@dataclasses.dataclass(frozen=True)
+class Completed:
+    """The outcome of one command run in a target."""
+
+    argv: list[str]
+    exit_code: int | None  # None when killed by a signal or timed out
+    signal: int | None  # number of the signal that ended the process, if any
+    stdout: str  # decoded with errors="replace", bounded by OUTPUT_LIMIT
+    stderr: str
+    wall: float  # seconds
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+
+class Target(abc.ABC):
+    """A place suites run.  Subclasses set ``kind`` and ``Options``.
+
+    ``Options`` is a dataclass of the backend's own TOML keys; the config loader
+    checks a target file against it (unknown keys and wrong types are errors).
+    """
+
+    kind: ClassVar[str]
+    #: True when the target runs an image that leapfrog builds or fetches.
+    needs_image: ClassVar[bool] = False
+    #: Extra packages per distro the backend itself needs in the image.
+    image_packages: ClassVar[dict[str, list[str]]] = {}
+    #: How the target executes riscv64 code: native, qemu-user, qemu-system, board.
+    emulation: ClassVar[str] = "native"
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        """Backend-specific TOML keys; none by default."""
+
+    def __init__(
+        self,
+        config: TargetConfig,
+        *,
+        packages: list[str] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        """``packages``: what the chosen suites need in the image (distro names);
+        ``progress``: called with one-line status messages during long work."""
+        self.config = config
+        self.name = config.name
+        self.packages = list(packages or [])
+        self.progress = progress or (lambda _msg: None)
+        #: Python distributions whose versions ``facts()`` reports (set by the runner).
+        self.key_packages: list[str] = []
+
+    @property
+    def options(self) -> Options:
+        opts: Target.Options = self.config.options
+        return opts
+
+    @abc.abstractmethod
+    def start(self) -> None:
+        """Boot, create or attach.  Idempotent."""
+
+    @abc.abstractmethod
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> Completed:
+        """Run ``argv`` inside the target; kill its whole process tree on timeout."""
+
+    @abc.abstractmethod
+    def put(self, local: Path, remote: str) -> None:
+        """Copy a file or folder from the host to ``remote`` in the target."""
+
+    @abc.abstractmethod
+    def get(self, remote: str, local: Path) -> None:
+        """Copy a file or folder from the target to ``local`` on the host.
+
+        Never writes outside ``local``; links and absolute or ``..`` member
+        names in an archive are refused.
+        """
+
+    @abc.abstractmethod
+    def forward(self, port: int) -> tuple[str, int]:
+        """Return a (host, port) on the host that reaches ``port`` inside the target."""
+
+    @abc.abstractmethod
+    def facts(self) -> TargetFacts:
+        """Arch, ISA string, os-release, kernel, libc, python of the target."""
+
+    @abc.abstractmethod
+    def stop(self) -> None:
+        """Release everything ``start`` took.  Always safe, also twice, on error and Ctrl-C."""
+
+    def __enter__(self) -> Target:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()

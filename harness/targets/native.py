@@ -1,0 +1,87 @@
+"""native: the host itself, the baseline every report compares against.
+
+The suite runs on the Python that runs leapfrog unless the target file says
+``python = "..."``.  Example ``targets/native.toml``::
+
+    kind = "native"
+    description = "The host (baseline)"
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+from typing import ClassVar
+
+from harness.errors import TargetError
+from harness.model import TargetFacts
+from harness.targets._common import probe_facts
+from harness.targets._proc import run_process
+from harness.targets.base import Completed, Target
+
+
+class NativeTarget(Target):
+    kind: ClassVar[str] = "native"
+    emulation: ClassVar[str] = "native"
+
+    @dataclasses.dataclass(frozen=True)
+    class Options:
+        pass
+
+    def start(self) -> None:
+        pass
+
+    @property
+    def python(self) -> str:
+        return sys.executable if self.config.python == "python3" else self.config.python
+
+    def _argv(self, argv: list[str]) -> list[str]:
+        if argv and argv[0] == self.config.python:
+            return [self.python, *argv[1:]]
+        return argv
+
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> Completed:
+        full_env = {**os.environ, **self.config.env, **(env or {})}
+        try:
+            return run_process(self._argv(argv), timeout=timeout, env=full_env, cwd=cwd, reported_argv=argv)
+        except FileNotFoundError as e:
+            raise TargetError(f'native target: command "{argv[0]}" not found on the host.') from e
+
+    def put(self, local: Path, remote: str) -> None:
+        _copy(local, Path(remote))
+
+    def get(self, remote: str, local: Path) -> None:
+        src = Path(remote)
+        if not src.exists():
+            raise TargetError(f"native target: {remote} does not exist.")
+        _copy(src, local)
+
+    def forward(self, port: int) -> tuple[str, int]:
+        return ("127.0.0.1", port)
+
+    def facts(self) -> TargetFacts:
+        facts = probe_facts(self)
+        facts.extra.setdefault("host", platform.node())
+        return facts
+
+    def stop(self) -> None:
+        pass
+
+
+def _copy(src: Path, dest: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dest, symlinks=True, dirs_exist_ok=True)
+    else:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(src, dest)

@@ -1,0 +1,42 @@
+"""Shared fixtures.  Unit tests need no emulator; integration tests are marked."""
+
+from __future__ import annotations
+
+import dataclasses
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from harness.config import TargetConfig, load_project
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def project_root() -> Path:
+    return ROOT
+
+
+@pytest.fixture
+def write_suite(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Make a suite folder: write_suite("name", {"test_a.py": "..."}, toml="...")."""
+
+    def make(name: str, files: dict[str, str], toml: str = 'description = "test suite"\n') -> Path:
+        folder = tmp_path / "suites" / name
+        folder.mkdir(parents=True)
+        (folder / "suite.toml").write_text(textwrap.dedent(toml))
+        for fname, body in files.items():
+            (folder / fname).write_text(textwrap.dedent(body))
+        return folder
+
+    return make
+
+
+@pytest.fixture
+def native_config() -> TargetConfig:
+    return load_project(ROOT).targets["native"]
+
+
+def with_options(cfg: TargetConfig, **kw: object) -> TargetConfig:
+    return dataclasses.replace(cfg, options=dataclasses.replace(cfg.options, **kw))

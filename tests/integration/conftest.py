@@ -1,0 +1,47 @@
+"""Integration fixtures: real images, real emulation.
+
+One Debian trixie riscv64 image holds the packages of every suite and every
+backend, so chroot, docker and qemu-vm tests share a single build per CI run
+(and none at all when the user cache already has it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from harness.config import ImageSpec, load_project
+from harness.images import CachedImage, ensure_image
+from harness.targets import KINDS, backend_class
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def all_debian_packages() -> list[str]:
+    project = load_project(ROOT)
+    pkgs: set[str] = set()
+    for suite in project.suites.values():
+        pkgs.update(suite.packages.debian)
+    for kind in KINDS:
+        pkgs.update(backend_class(kind).image_packages.get("debian", []))
+    return sorted(pkgs)
+
+
+def require_chroot_host() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("chroot tests need root")
+    for tool in ("mmdebstrap", "qemu-riscv64-static"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (run scripts/setup-host.sh)")
+    if not Path("/proc/sys/fs/binfmt_misc/qemu-riscv64").exists():
+        pytest.skip("binfmt for riscv64 is not registered (run scripts/setup-host.sh)")
+
+
+@pytest.fixture(scope="session")
+def debian_image() -> CachedImage:
+    """The shared Debian trixie riscv64 image (built once, then cached)."""
+    require_chroot_host()
+    return ensure_image(ImageSpec(), all_debian_packages(), progress=lambda m: print(m, flush=True))
