@@ -13,7 +13,7 @@ import datetime as _dt
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Console
@@ -22,6 +22,9 @@ from harness import __version__
 from harness.config import Project, load_project
 from harness.errors import ConfigError, LeapfrogError
 from harness.model import Run, Status, Verdict
+
+if TYPE_CHECKING:
+    from harness.report.types import Comparison
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
@@ -128,9 +131,7 @@ def _runnable_default(p: Project) -> list[str]:
 @main.command()
 @click.option("--target", "-t", "targets", multiple=True, help="Target name (repeat or comma list).")
 @click.option("--suite", "-s", "suites", multiple=True, help="Suite name (repeat or comma list).")
-@click.option(
-    "--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="Report folder [reports/<timestamp>]."
-)
+@click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="Report folder [reports/<time>].")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True, help="Targets run at once.")
 @click.option(
     "--retries",
@@ -141,6 +142,18 @@ def _runnable_default(p: Project) -> list[str]:
 )
 @click.option("--shard", help="Run slice K of N of the matrix, e.g. 1/3.")
 @click.option("--case-timeout", type=click.FloatRange(min=1), help="Seconds per case (overrides suite.toml).")
+@click.option(
+    "--known-issues",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Known-issues TOML [known-issues.toml at the root, if present].",
+)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="History database [user data dir].")
+@click.option("--no-history", is_flag=True, help="Do not record this run in the history database.")
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Finish an interrupted run in this report folder (cells already finished are kept).",
+)
 @click.pass_obj
 def run(
     obj: Ctx,
@@ -151,25 +164,47 @@ def run(
     retries: int,
     shard: str | None,
     case_timeout: float | None,
+    known_issues: Path | None,
+    db: Path | None,
+    no_history: bool,
+    resume: Path | None,
 ) -> None:
     """Run suites on targets and write results.json, JUnit XML and index.html."""
+    from harness import known_issues as ki
     from harness.plan import Shard, make_plan
-    from harness.report import render_all
+    from harness.report import load_run
     from harness.runner import Runner, RunOptions
 
     p = obj.project
+    previous = load_run(resume) if resume else None
+    if previous and not targets:
+        targets = tuple(t.name for t in previous.targets)
+    if previous and not suites:
+        suites = tuple(previous.suites)
     target_names = _split(targets) or _runnable_default(p)
     suite_names = _split(suites) or [s for s in p.suites if p.suites[s].kind == "in-target"]
     if not target_names:
         raise ConfigError("no target can run on this host; see `leapfrog doctor`.")
     plan = make_plan(p.pick_targets(target_names), p.pick_suites(suite_names), Shard.parse(shard) if shard else None)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out_dir = out or (p.root / "reports" / stamp)
+    issues_file = known_issues or (p.root / "known-issues.toml")
+    if known_issues and not known_issues.exists():
+        raise ConfigError(f"{known_issues}: known-issues file not found.")
+    issues = ki.load(issues_file) if issues_file.exists() else []
+    out_dir = resume or out or (p.root / "reports" / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     options = RunOptions(
-        out=out_dir, jobs=jobs, retries=retries, case_timeout=case_timeout, argv=["leapfrog", *sys.argv[1:]]
+        out=out_dir,
+        jobs=jobs,
+        retries=retries,
+        case_timeout=case_timeout,
+        argv=["leapfrog", *sys.argv[1:]],
+        known_issues=issues,
+        previous=previous,
     )
-    console.print(f"leapfrog {__version__}: {len(plan.cells)} cell(s) on {len(plan.targets())} target(s) -> {out_dir}")
     runner = Runner(plan, options, emit=_Progress().event)
+    console.print(
+        f"leapfrog {__version__}: {len(runner.plan.cells)} cell(s) on {len(runner.plan.targets())} target(s)"
+        f"{' (resuming)' if previous else ''} -> {out_dir}"
+    )
     interrupted = False
     started = time.monotonic()
     try:
@@ -178,19 +213,59 @@ def run(
         interrupted = True
         result = runner.run
         console.print("[yellow]interrupted:[/] targets stopped; rendering what finished.", markup=True)
-    written = render_all(result, out_dir)
+    comparison = None
+    history_rows = None
+    if not no_history and not interrupted:
+        from harness import history
+
+        history.record(result, db=db, report=out_dir)
+        base = history.previous_comparable(result, db=db)
+        if base:
+            comparison = history.compare_ids(base, result.run_id, db=db)
+        history_rows = history.summaries(db=db)
+    written = _render(result, out_dir, comparison=comparison, history=history_rows)
     _summary(result, time.monotonic() - started)
+    if comparison:
+        _print_changes(comparison)
     console.print(f"report: {out_dir / 'index.html'}  ({len(written)} files + results.json)")
+    if interrupted:
+        console.print(f"resume with: leapfrog run --resume {out_dir}")
     sys.exit(EXIT_INTERRUPTED if interrupted else exit_code(result))
 
 
+def _render(run: Run, out_dir: Path, **kw: Any) -> list[Path]:
+    from harness.report import render_all
+
+    return render_all(run, out_dir, **kw)
+
+
 def exit_code(run: Run) -> int:
+    """2 for infrastructure errors, 1 for failures no known issue explains, else 0."""
     verdicts = {c.verdict for c in run.cells}
     if Verdict.INFRA_ERROR in verdicts:
         return EXIT_ERROR
-    if verdicts & {Verdict.PARTIAL, Verdict.INCOMPATIBLE}:
-        return EXIT_FAIL
+    for c in run.cells:
+        if c.verdict is Verdict.INCOMPATIBLE and not c.cases:
+            return EXIT_FAIL
+        if any(k.status.is_bad and not k.known_issue for k in c.cases):
+            return EXIT_FAIL
     return EXIT_OK
+
+
+def _print_changes(comparison: Comparison) -> None:
+    if not comparison.changes:
+        out.print(f"no changes since {comparison.base_run_id}")
+        return
+    out.print(f"\nchanges since {comparison.base_run_id}:")
+    order = ["new-failure", "slower", "fixed", "faster", "new", "gone"]
+    for change in sorted(comparison.changes, key=lambda c: order.index(c.kind) if c.kind in order else 99):
+        ratio = f" (x{change.ratio:.2f})" if change.ratio else ""
+        out.print(
+            f"  {change.kind:12} {change.target} / {change.suite} / {change.case}: "
+            f"{change.before or '-'} -> {change.after or '-'}{ratio}",
+            markup=False,
+            highlight=False,
+        )
 
 
 class _Progress:
@@ -247,6 +322,90 @@ def _summary(run: Run, wall: float) -> None:
     out.print(f"total wall time {wall:.1f}s")
 
 
+# ------------------------------------------------------------------ history
+
+
+@main.command("history")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="History database [user data dir].")
+@click.option("--limit", type=click.IntRange(1, 10000), default=20, show_default=True)
+def history_cmd(db: Path | None, limit: int) -> None:
+    """List recorded runs, newest last, with pass counts per target."""
+    from harness import history
+
+    rows = history.summaries(db=db, limit=limit)
+    if not rows:
+        out.print(f"no runs recorded in {db or history.default_db()}")
+    for r in rows:
+        per = "  ".join(f"{t} {p}/{n}" for t, (p, n, _s) in sorted(r.per_target.items()))
+        out.print(f"{r.run_id:28} {r.started:26} {per}", markup=False, highlight=False)
+
+
+@main.command()
+@click.argument("base")
+@click.argument("new")
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path), help="History database [user data dir].")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=1.01),
+    default=1.5,
+    show_default=True,
+    help="A case or latency metric this many times slower is a regression.",
+)
+def compare(base: str, new: str, db: Path | None, threshold: float) -> None:
+    """Compare two runs (run ids from `leapfrog history`, or report folders).
+
+    Exit 1 when NEW has new failures or regressions against BASE.
+    """
+    from harness import history
+    from harness.report import load_run
+
+    def side(ref: str) -> tuple[str, Any]:
+        path = Path(ref)
+        if path.is_dir():
+            r = load_run(path)
+            return r.run_id, history.load_cases_from_run(r)
+        return ref, None
+
+    (bid, bdata), (nid, ndata) = side(base), side(new)
+    if bdata is None or ndata is None:
+        with history.connect(db) as conn:
+            if bdata is None:
+                bdata = (history._cases(conn, bid), history._metrics(conn, bid))
+            if ndata is None:
+                ndata = (history._cases(conn, nid), history._metrics(conn, nid))
+        for rid, data in ((bid, bdata), (nid, ndata)):
+            if not data[0]:
+                raise ConfigError(f'no run "{rid}" with cases in the history; see `leapfrog history` or pass a folder.')
+    comparison = history.diff(bdata, ndata, base_id=bid, new_id=nid, threshold=threshold)
+    _print_changes(comparison)
+    bad = history.regressions(comparison)
+    out.print(
+        f"\n{len(bad)} regression(s): {sum(c.kind == 'new-failure' for c in bad)} new failure(s), "
+        f"{sum(c.kind == 'slower' for c in bad)} slower"
+    )
+    sys.exit(EXIT_FAIL if bad else EXIT_OK)
+
+
+@main.command()
+@click.argument("folders", nargs=-1, required=True, type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Merged report."
+)
+def merge(folders: tuple[Path, ...], out_dir: Path) -> None:
+    """Merge shard report folders into one report (as if run unsharded)."""
+    import json as _json
+
+    from harness.merge import merge_folders
+
+    merged = merge_folders(list(folders))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "results.json").write_text(_json.dumps(merged.to_dict(), indent=1, ensure_ascii=False))
+    _render(merged, out_dir)
+    n = sum(len(c.cases) for c in merged.cells)
+    out.print(f"merged {len(folders)} folder(s): {len(merged.cells)} cells, {n} cases -> {out_dir}")
+    sys.exit(exit_code(merged))
+
+
 # ------------------------------------------------------------------ report
 
 
@@ -259,6 +418,31 @@ def report(folder: Path) -> None:
     run = load_run(folder)
     for path in render_all(run, folder):
         out.print(str(path))
+
+
+# ------------------------------------------------------------------ golden
+
+
+@main.command()
+@click.argument("suites", nargs=-1, required=True)
+@click.option(
+    "--target",
+    "-t",
+    "target_name",
+    default="debian-trixie-amd64",
+    show_default=True,
+    help="Where make_golden.py runs (the same package versions as the riscv64 image).",
+)
+@click.pass_obj
+def golden(obj: Ctx, suites: tuple[str, ...], target_name: str) -> None:
+    """Regenerate the golden outputs of SUITES by running their make_golden.py."""
+    from harness.golden import regenerate
+
+    p = obj.project
+    (target,) = p.pick_targets([target_name])
+    for suite in p.pick_suites(_split(suites)):
+        changed = regenerate(suite, target, progress=lambda m: console.print(f"  {m}", markup=False))
+        out.print(f"{suite.name}: {len(changed)} file(s) changed" + "".join(f"\n  {c}" for c in changed))
 
 
 # ------------------------------------------------------------------ images

@@ -58,6 +58,10 @@ class CaseResult:
     message: str = ""  # failure, error or skip reason (bounded)
     output: str = ""  # captured stdout/stderr/log (bounded)
     metrics: dict[str, Metric] = dataclasses.field(default_factory=dict)
+    #: Set when a failure matches the known-issues file: "reason <link>".
+    known_issue: str = ""
+    #: True when the case failed first and passed on a re-run.
+    flaky: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -73,6 +77,8 @@ class CaseResult:
             message=str(d.get("message", "")),
             output=str(d.get("output", "")),
             metrics=dict(d.get("metrics", {})),
+            known_issue=str(d.get("known_issue", "")),
+            flaky=bool(d.get("flaky", False)),
         )
 
 

@@ -26,6 +26,8 @@ from typing import Any
 
 from harness import __version__
 from harness.errors import TargetError
+from harness.known_issues import KnownIssue
+from harness.known_issues import apply as apply_known_issues
 from harness.model import (
     CaseResult,
     CellResult,
@@ -56,6 +58,8 @@ class RunOptions:
     max_resumes: int = 20  # how many crashes one cell may resume after
     case_timeout: float | None = None  # overrides suite.toml
     argv: list[str] = dataclasses.field(default_factory=list)
+    known_issues: list[KnownIssue] = dataclasses.field(default_factory=list)
+    previous: Run | None = None  # --resume: cells already finished there are kept, not re-run
 
 
 Event = Callable[[str, dict[str, Any]], None]
@@ -310,6 +314,12 @@ class ResultsWriter:
             tmp.write_bytes(text.encode("utf-8", "replace"))
             tmp.replace(self.out / "results.json")
 
+    def append_case(self, target: str, suite: str, case: CaseResult) -> None:
+        """Stream each case to ``cases.jsonl`` the moment it is known (survives kill -9)."""
+        line = json.dumps({"target": target, "suite": suite, **case.to_dict()}, ensure_ascii=False)
+        with self.lock, (self.out / "cases.jsonl").open("ab") as f:
+            f.write(line.encode("utf-8", "replace") + b"\n")
+
     def add_cell(self, cell: CellResult) -> None:
         with self.lock:
             self.run.cells = [c for c in self.run.cells if (c.target, c.suite) != (cell.target, cell.suite)]
@@ -322,7 +332,28 @@ class ResultsWriter:
         self.save()
 
 
+FINISHED = (Verdict.COMPATIBLE, Verdict.PARTIAL, Verdict.INCOMPATIBLE)
+
+
+def resume_plan(plan: Plan, previous: Run) -> Plan:
+    """The cells of ``plan`` that ``previous`` did not finish (not-run or infra-error)."""
+    done = {(c.target, c.suite) for c in previous.cells if c.verdict in FINISHED}
+    return Plan([c for c in plan.cells if c.key not in done], plan.shard)
+
+
 def new_run(options: RunOptions, plan: Plan) -> Run:
+    prev = options.previous
+    if prev is not None:
+        run = Run.from_dict(prev.to_dict())
+        run.argv = options.argv
+        run.finished = ""
+        for t in plan.targets():
+            if run.target(t.name) is None:
+                run.targets.append(TargetInfo(name=t.name, kind=t.kind, description=t.description, arch=t.arch))
+        for c in plan.cells:
+            if run.cell(c.target.name, c.suite.name) is None:
+                run.cells.append(CellResult(target=c.target.name, suite=c.suite.name, verdict=Verdict.NOT_RUN))
+        return run
     run = Run(
         run_id=_dt.datetime.now(_dt.UTC).strftime("%Y%m%dT%H%M%SZ") + f"-{os.getpid()}",
         started=now_iso(),
@@ -340,11 +371,18 @@ def new_run(options: RunOptions, plan: Plan) -> Run:
 
 class Runner:
     def __init__(self, plan: Plan, options: RunOptions, emit: Event | None = None) -> None:
-        self.plan = plan
         self.options = options
-        self.emit = emit or _noop
         self.run = new_run(options, plan)
+        self.plan = resume_plan(plan, options.previous) if options.previous else plan
         self.writer = ResultsWriter(self.run, options.out)
+        outer = emit or _noop
+
+        def emit_and_stream(kind: str, data: dict[str, Any]) -> None:
+            if kind == "case":
+                self.writer.append_case(data["target"], data["suite"], data["case"])
+            outer(kind, data)
+
+        self.emit = emit_and_stream
         self._live: dict[str, Target] = {}
         self._live_lock = threading.Lock()
         self._cancelled = threading.Event()
@@ -469,6 +507,9 @@ class Runner:
                 self._stop(name)
 
     def _record(self, cell: CellResult) -> None:
+        if self.options.known_issues:
+            info = self.run.target(cell.target)
+            apply_known_issues(self.options.known_issues, cell, info.facts if info else None)
         self.writer.add_cell(cell)
         self.emit("cell-end", {"cell": cell})
 

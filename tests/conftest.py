@@ -13,6 +13,12 @@ from harness.config import TargetConfig, load_project
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _private_history(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never write to the user's history database."""
+    monkeypatch.setenv("LEAPFROG_DB", str(tmp_path_factory.getbasetemp() / "history.sqlite"))
+
+
 @pytest.fixture(scope="session")
 def project_root() -> Path:
     return ROOT

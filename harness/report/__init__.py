@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from harness.model import Run
 from harness.report.html import render_html
@@ -24,8 +25,11 @@ def load_run(folder: Path) -> Run:
         raise ConfigError(f"{path}: not a leapfrog results.json ({e}).") from e
 
 
-def render_all(run: Run, out: Path) -> list[Path]:
-    """Write JUnit XML per target and index.html beside results.json."""
+def render_all(run: Run, out: Path, **html_options: Any) -> list[Path]:
+    """Write JUnit XML per target and index.html beside results.json.
+
+    ``html_options`` go to :func:`render_html` (``comparison``, ``history``).
+    """
     written = write_junit(run, out)
-    written.append(render_html(run, out))
+    written.append(render_html(run, out, **html_options))
     return written

@@ -14,6 +14,7 @@ import jinja2
 
 from harness.model import CellResult, Run, Status, Verdict
 from harness.report.compare import case_slowdowns, cell_slowdown, target_slowdown
+from harness.report.types import Comparison, RunSummary
 
 STATUS_ORDER = [s.value for s in Status]
 
@@ -89,8 +90,17 @@ def context(run: Run) -> dict[str, Any]:
     }
 
 
-def render_html(run: Run, out: Path) -> Path:
-    html = _env().get_template("index.html.j2").render(**context(run))
+def render_html(
+    run: Run,
+    out: Path,
+    *,
+    comparison: Comparison | None = None,
+    history: list[RunSummary] | None = None,
+) -> Path:
+    ctx = context(run)
+    ctx["comparison"] = comparison
+    ctx["history"] = history or []
+    html = _env().get_template("index.html.j2").render(**ctx)
     path = out / "index.html"
     path.write_bytes(html.encode("utf-8", "replace"))
     return path

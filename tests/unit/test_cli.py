@@ -49,7 +49,7 @@ def test_run_native_writes_all_reports(tmp_path: Path, write_suite) -> None:  # 
     out = tmp_path / "out"
     r = CliRunner().invoke(main, ["--root", str(tmp_path), "run", "-t", "native", "-s", "mini", "--out", str(out)])
     assert r.exit_code == 0, r.output
-    assert sorted(p.name for p in out.iterdir()) == ["index.html", "junit-native.xml", "results.json"]
+    assert sorted(p.name for p in out.iterdir()) == ["cases.jsonl", "index.html", "junit-native.xml", "results.json"]
 
 
 def test_doctor_reports_each_check(project_root: Path) -> None:

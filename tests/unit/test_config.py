@@ -21,7 +21,7 @@ def test_shipped_targets_and_suites_load(project_root: Path) -> None:
     assert "platform" in p.suites
     rvv = p.targets["debian-trixie-riscv64-rvv"]
     assert rvv.kind == "chroot"
-    assert rvv.options.cpu == "rv64,v=true,vlen=256"
+    assert rvv.options.cpu == "rv64,v=true,vlen=256,vext_spec=v1.0"
     assert rvv.arch == "riscv64"
     assert rvv.image is not None
     assert rvv.image.release == "trixie"

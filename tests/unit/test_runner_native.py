@@ -9,7 +9,7 @@ from harness.config import TargetConfig, load_suite
 from harness.model import Status, Verdict
 from harness.plan import make_plan
 from harness.report import render_all
-from harness.runner import RunOptions, Runner
+from harness.runner import Runner, RunOptions
 
 HOSTILE = """
 import os, signal, sys, time
