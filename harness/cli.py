@@ -140,6 +140,13 @@ def _runnable_default(p: Project) -> list[str]:
     show_default=True,
     help="Extra attempts for an infra-error cell.",
 )
+@click.option(
+    "--reruns",
+    type=click.IntRange(0, 10),
+    default=0,
+    show_default=True,
+    help="Run failed cases again this many times; a pass on re-run is reported as flaky.",
+)
 @click.option("--shard", help="Run slice K of N of the matrix, e.g. 1/3.")
 @click.option("--case-timeout", type=click.FloatRange(min=1), help="Seconds per case (overrides suite.toml).")
 @click.option(
@@ -162,6 +169,7 @@ def run(
     out: Path | None,
     jobs: int,
     retries: int,
+    reruns: int,
     shard: str | None,
     case_timeout: float | None,
     known_issues: Path | None,
@@ -195,6 +203,7 @@ def run(
         out=out_dir,
         jobs=jobs,
         retries=retries,
+        reruns=reruns,
         case_timeout=case_timeout,
         argv=["leapfrog", *sys.argv[1:]],
         known_issues=issues,
@@ -247,7 +256,7 @@ def exit_code(run: Run) -> int:
     for c in run.cells:
         if c.verdict is Verdict.INCOMPATIBLE and not c.cases:
             return EXIT_FAIL
-        if any(k.status.is_bad and not k.known_issue for k in c.cases):
+        if any((k.status.is_bad or k.flaky) and not k.known_issue for k in c.cases):
             return EXIT_FAIL
     return EXIT_OK
 

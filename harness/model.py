@@ -156,10 +156,13 @@ class CellResult:
 
 
 def verdict_for(cases: list[CaseResult]) -> Verdict:
-    """All good: compatible; some good: partial; none good: incompatible."""
+    """All good: compatible; some passed: partial; none passed: incompatible.
+
+    A flaky case (failed, then passed on a re-run) keeps a cell from being compatible.
+    """
     if not cases:
         return Verdict.INCOMPATIBLE
-    good = sum(1 for c in cases if c.status.is_good)
+    good = sum(1 for c in cases if c.status.is_good and not c.flaky)
     if good == len(cases):
         return Verdict.COMPATIBLE
     passed = sum(1 for c in cases if c.status is Status.PASSED)

@@ -56,6 +56,7 @@ class RunOptions:
     jobs: int = 1
     retries: int = 1  # extra attempts for a cell that ended in infra-error
     max_resumes: int = 20  # how many crashes one cell may resume after
+    reruns: int = 0  # failed cases are run again this many times; pass on re-run = flaky
     case_timeout: float | None = None  # overrides suite.toml
     argv: list[str] = dataclasses.field(default_factory=list)
     known_issues: list[KnownIssue] = dataclasses.field(default_factory=list)
@@ -161,17 +162,24 @@ def signal_name(sig: int | None) -> str:
 
 
 class CellRunner:
-    """Run one in-target suite on a started target, resuming after crashes."""
+    """Run one suite against a started target, resuming after crashes.
+
+    An in-target suite runs pytest inside the target.  A host-driven suite runs
+    pytest on the host, where the ``target`` fixture (``harness.hostplugin``)
+    attaches to the same started target through its ``handle()``.
+    """
 
     def __init__(self, target: Target, cell: PlannedCell, options: RunOptions, emit: Event) -> None:
         self.target = target
         self.cell = cell
         self.options = options
         self.emit = emit
+        self.host_driven = cell.suite.kind == "host-driven"
+        self.where: Target = host_target() if self.host_driven else target
 
     def run(self) -> CellResult:
         suite = self.cell.suite
-        t = self.target
+        t = self.where
         start = time.monotonic()
         deadline = start + suite.timeout
         mk = t.run(["mktemp", "-d", "/tmp/leapfrog.XXXXXXXX"], timeout=60)
@@ -186,7 +194,7 @@ class CellRunner:
 
     def _run_in(self, base: str, start: float, deadline: float) -> CellResult:
         suite = self.cell.suite
-        t = self.target
+        t = self.where
         t.put(suite.path, f"{base}/suite")
         t.put(PLUGIN_FILE, f"{base}/probe/leapfrog_probe.py")
         case_timeout = self.options.case_timeout or suite.case_timeout
@@ -194,18 +202,22 @@ class CellRunner:
             "LEAPFROG_RESULTS": f"{base}/results.jsonl",
             "LEAPFROG_DONE": f"{base}/done.txt",
             "LEAPFROG_CASE_TIMEOUT": str(case_timeout),
-            "LEAPFROG_TARGET": t.name,
+            "LEAPFROG_TARGET": self.target.name,
             "LEAPFROG_SETTINGS": json.dumps(suite.settings),
             "PYTHONPATH": f"{base}/probe",
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
         }
+        if self.host_driven:
+            env["LEAPFROG_TARGET_FILE"] = str(self.target.config.file)
+            env["LEAPFROG_TARGET_HANDLE"] = json.dumps(self.target.handle())
         argv = [
             t.config.python,
             "-m",
             "pytest",
             "-p",
             "leapfrog_probe",
+            *(["-p", "harness.hostplugin"] if self.host_driven else []),
             "-p",
             "no:cacheprovider",
             "-q",
@@ -239,7 +251,7 @@ class CellRunner:
                 for c in out.cases:
                     if c.name not in done:
                         done[c.name] = c
-                        self.emit("case", {"target": t.name, "suite": suite.name, "case": c})
+                        self.emit("case", {"target": self.target.name, "suite": suite.name, "case": c})
                 dying = [n for n in out.started if n not in done]
                 if proc.ok or (proc.exit_code in (1,) and out.ended):
                     break
@@ -274,7 +286,7 @@ class CellRunner:
                     name=victim, status=status, duration=0.0, message=why, output=_tail(proc.stderr, 8000)
                 )
                 done[victim] = crashed
-                self.emit("case", {"target": t.name, "suite": suite.name, "case": crashed})
+                self.emit("case", {"target": self.target.name, "suite": suite.name, "case": crashed})
                 if proc.timed_out:
                     message = f"the cell timed out after {suite.timeout:.0f} s"
                     break
@@ -282,10 +294,14 @@ class CellRunner:
                 done_file = Path(tmp) / "done.txt"
                 done_file.write_text("".join(n + "\n" for n in done))
                 t.put(done_file, f"{base}/done.txt")
+            if self.options.reruns and not message:
+                self._rerun_failures(done, argv, env, base, deadline, Path(tmp), log_parts)
+        if self.host_driven:
+            self._health_check()
         cases = list(done.values())
         verdict = verdict_for(cases) if cases else Verdict.INCOMPATIBLE
         return CellResult(
-            target=t.name,
+            target=self.target.name,
             suite=suite.name,
             verdict=verdict,
             cases=cases,
@@ -293,6 +309,69 @@ class CellRunner:
             message=message,
             log=_tail("\n".join(log_parts), MAX_LOG),
         )
+
+    def _health_check(self) -> None:
+        """After a host-driven suite: is the target itself still alive?  If not, that is infrastructure."""
+        probe = self.target.run(["true"], timeout=60)
+        if not probe.ok:
+            raise TargetError(f"target {self.target.name} stopped answering during suite {self.cell.suite.name}.")
+
+    def _rerun_failures(
+        self,
+        done: dict[str, CaseResult],
+        argv: list[str],
+        env: dict[str, str],
+        base: str,
+        deadline: float,
+        tmp: Path,
+        log_parts: list[str],
+    ) -> None:
+        """Run failed cases again; one that passes becomes ``passed`` with ``flaky`` set."""
+        t = self.target
+        for n in range(self.options.reruns):
+            failed = [c.name for c in done.values() if c.status in (Status.FAILED, Status.ERROR) and "::" in c.name]
+            remaining = deadline - time.monotonic()
+            if not failed or remaining <= 0:
+                return
+            results = f"{base}/rerun{n}.jsonl"
+            proc = t.run(
+                [*argv[:-1], *(f"{base}/suite/{name}" for name in failed[:200])],
+                timeout=remaining,
+                env={**env, "LEAPFROG_RESULTS": results, "LEAPFROG_DONE": ""},
+                cwd=f"{base}/suite",
+            )
+            log_parts.append(f"$ pytest (re-run {n + 1} of {len(failed)} failed) exit={proc.exit_code}")
+            local = tmp / f"rerun{n}.jsonl"
+            with contextlib.suppress(TargetError):
+                t.get(results, local)
+            lines = local.read_text(encoding="utf-8", errors="replace").splitlines() if local.exists() else []
+            for c in parse_probe_lines(lines).cases:
+                first = done.get(c.name)
+                if first is not None and c.status is Status.PASSED:
+                    c.flaky = True
+                    c.message = f"flaky: failed, then passed on re-run {n + 1}. First failure:\n{first.message}"
+                    done[c.name] = c
+
+
+def host_target() -> Target:
+    """The host, as a target: where host-driven suites run pytest."""
+    from pathlib import Path as _Path
+
+    from harness.config import TargetConfig
+    from harness.targets.native import NativeTarget
+
+    cfg = TargetConfig(
+        name="host",
+        kind="native",
+        file=_Path("<host>"),
+        description="the host running leapfrog",
+        arch="",
+        python="python3",
+        env={},
+        image=None,
+        options=NativeTarget.Options(),
+    )
+    return NativeTarget(cfg)
 
 
 # ------------------------------------------------------------------ the run

@@ -18,6 +18,7 @@ from harness.images.cache import (
     RECIPE_VERSION,
     CachedImage,
     ImageMeta,
+    find_base,
     find_image,
     image_key,
     images_dir,
@@ -37,8 +38,14 @@ def ensure_image(
     packages: list[str],
     *,
     progress: Callable[[str], None] | None = None,
+    layering: bool = True,
 ) -> CachedImage:
-    """Return a cached image holding ``packages``, building it if needed."""
+    """Return a cached image holding ``packages``, building it if needed.
+
+    A cached image with a superset of the packages is reused as it is; else, a
+    cached image with a subset is copied and the missing packages are added
+    with apt (``layering``); else mmdebstrap builds it from scratch.
+    """
     if spec.source != "build":
         raise ImageError(f'image source "{spec.source}" has no root filesystem folder to build.')
     if spec.distro != "debian":
@@ -64,10 +71,17 @@ def ensure_image(
         shutil.rmtree(folder, ignore_errors=True)  # leftovers of an interrupted build
         folder.mkdir(parents=True)
         start = time.monotonic()
-        if progress:
-            progress(f"building {name} with mmdebstrap ({len(pkgs)} packages)")
+        base = find_base(spec.distro, spec.release, spec.arch, spec.mirror, pkgs) if layering else None
         try:
-            debian.build_rootfs(spec.release, spec.arch, spec.mirror, pkgs, folder / "rootfs", progress=progress)
+            if base is not None:
+                extra = sorted(set(pkgs) - set(base.meta.packages))
+                if progress:
+                    progress(f"building {name}: {base.meta.name} + {', '.join(extra)}")
+                debian.layer_rootfs(base.rootfs, folder / "rootfs", spec.release, spec.arch, extra, progress=progress)
+            else:
+                if progress:
+                    progress(f"building {name} with mmdebstrap ({len(pkgs)} packages)")
+                debian.build_rootfs(spec.release, spec.arch, spec.mirror, pkgs, folder / "rootfs", progress=progress)
         except BaseException:
             shutil.rmtree(folder, ignore_errors=True)
             raise
@@ -81,6 +95,7 @@ def ensure_image(
             recipe=RECIPE_VERSION,
             built=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             build_seconds=round(time.monotonic() - start, 1),
+            base=base.meta.key if base else "",
         )
         tmp = folder / "meta.json.tmp"
         tmp.write_text(json.dumps(meta.to_dict(), indent=2))

@@ -135,6 +135,20 @@ def find_image(distro: str, release: str, arch: str, mirror: str, packages: list
     return candidates[0] if candidates else None
 
 
+def find_base(distro: str, release: str, arch: str, mirror: str, packages: list[str]) -> CachedImage | None:
+    """The cached image with the most of ``packages`` and nothing else: a base to layer on."""
+    want = set(packages)
+    best: CachedImage | None = None
+    for img in list_images():
+        m = img.meta
+        if (m.distro, m.release, m.arch, m.mirror, m.recipe) != (distro, release, arch, mirror, RECIPE_VERSION):
+            continue
+        have = set(m.packages)
+        if have <= want and (best is None or len(have) > len(best.meta.packages)):
+            best = img
+    return best
+
+
 def remove_image(img: CachedImage) -> None:
     """Delete an image folder; meta.json goes first so a half-removed image is never used."""
     (img.path / "meta.json").unlink(missing_ok=True)

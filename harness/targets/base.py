@@ -13,7 +13,9 @@ import abc
 import dataclasses
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from harness.errors import TargetError
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
@@ -118,6 +120,22 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None:
         """Release everything ``start`` took.  Always safe, also twice, on error and Ctrl-C."""
+
+    # ------------------------------------------------------------ sharing with host-driven suites
+
+    def handle(self) -> dict[str, Any]:
+        """JSON-able facts another process needs to use this *started* target.
+
+        Host-driven suites run pytest in a separate host process; its ``target``
+        fixture calls :meth:`attach` with this.  Backends that can be shared
+        override both.
+        """
+        raise TargetError(f'target kind "{self.kind}" cannot run host-driven suites yet.')
+
+    @classmethod
+    def attach(cls, config: TargetConfig, handle: dict[str, Any]) -> Target:
+        """A view of a target another process started; its ``stop()`` releases nothing."""
+        raise TargetError(f'target kind "{cls.kind}" cannot run host-driven suites yet.')
 
     def __enter__(self) -> Target:
         self.start()

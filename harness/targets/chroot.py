@@ -27,7 +27,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import TargetError
 from harness.images.cache import cache_root
@@ -35,6 +35,9 @@ from harness.model import TargetFacts
 from harness.targets._common import probe_facts
 from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target
+
+if TYPE_CHECKING:
+    from harness.config import TargetConfig
 
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 QEMU_BINFMT = {
@@ -136,6 +139,7 @@ class ChrootTarget(Target):
         self.workdir: Path | None = None
         self.root: Path | None = None
         self.lower: Path | None = None
+        self.attached = False  # a view of another process's overlay: stop() leaves it alone
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -200,7 +204,23 @@ class ChrootTarget(Target):
         if done.returncode != 0:
             raise TargetError(f"target {self.name}: `{' '.join(argv)}` failed: {done.stderr.strip()}")
 
+    def handle(self) -> dict[str, Any]:
+        return {"root": str(self._require_root())}
+
+    @classmethod
+    def attach(cls, config: TargetConfig, handle: dict[str, Any]) -> ChrootTarget:
+        target = cls(config)
+        root = Path(str(handle.get("root", "")))
+        if not (root / "usr").is_dir():
+            raise TargetError(f"target {config.name}: the chroot {root} to attach to is gone.")
+        target.root = root
+        target.attached = True
+        return target
+
     def stop(self) -> None:
+        if self.attached:
+            self.root = None
+            return
         if self.workdir is None:
             return
         if self.root is not None:

@@ -15,13 +15,16 @@ import platform
 import shutil
 import sys
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import TargetError
 from harness.model import TargetFacts
 from harness.targets._common import probe_facts
 from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target
+
+if TYPE_CHECKING:
+    from harness.config import TargetConfig
 
 
 class NativeTarget(Target):
@@ -77,6 +80,13 @@ class NativeTarget(Target):
 
     def stop(self) -> None:
         pass
+
+    def handle(self) -> dict[str, Any]:
+        return {}
+
+    @classmethod
+    def attach(cls, config: TargetConfig, handle: dict[str, Any]) -> NativeTarget:
+        return cls(config)
 
 
 def _copy(src: Path, dest: Path) -> None:

@@ -74,7 +74,7 @@ def test_compare_cli_exit_codes(tmp_path: Path) -> None:
 def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
     bad = tmp_path / "bad.sqlite"
     bad.write_text("this is not sqlite" * 100)
-    with pytest.raises(ConfigError, match="bad.sqlite"):
+    with pytest.raises(ConfigError, match=r"bad\.sqlite"):
         history.record(A, db=bad)
 
 

@@ -84,3 +84,52 @@ def test_spawns_and_hangs():
         except OSError:
             continue
     assert left == []
+
+
+def test_flaky_case_is_reported_as_flaky(tmp_path: Path, write_suite, native_config: TargetConfig) -> None:  # type: ignore[no-untyped-def]
+    marker = tmp_path / "seen"
+    body = f"""
+from pathlib import Path
+def test_flaky():
+    marker = Path({str(marker)!r})
+    first = not marker.exists()
+    marker.write_text("x")
+    assert not first, "fails the first time only"
+def test_always_fails():
+    assert False
+def test_ok():
+    pass
+"""
+    folder = write_suite("flaky", {"test_f.py": body})
+    plan = make_plan([native_config], [load_suite(folder)])
+    run = Runner(plan, RunOptions(out=tmp_path / "out", reruns=2)).execute()
+    (cell,) = run.cells
+    got = {c.name.split("::")[1]: c for c in cell.cases}
+    assert got["test_flaky"].status is Status.PASSED
+    assert got["test_flaky"].flaky
+    assert "fails the first time only" in got["test_flaky"].message
+    assert got["test_always_fails"].status is Status.FAILED
+    assert not got["test_always_fails"].flaky
+    assert not got["test_ok"].flaky
+    assert cell.verdict is Verdict.PARTIAL
+
+
+def test_host_driven_suite_gets_the_started_target(tmp_path: Path, write_suite, native_config: TargetConfig) -> None:  # type: ignore[no-untyped-def]
+    body = """
+import platform
+
+def test_target_fixture(target, suite_settings, metrics):
+    done = target.run(["uname", "-m"], timeout=30)
+    assert done.ok
+    assert done.stdout.strip() == platform.machine()
+    assert suite_settings == {"qps": 5}
+    metrics["target"] = target.name
+"""
+    folder = write_suite(
+        "hostdriven", {"test_h.py": body}, toml='kind = "host-driven"\n[settings]\nqps = 5\n'
+    )
+    plan = make_plan([native_config], [load_suite(folder)])
+    run = Runner(plan, RunOptions(out=tmp_path / "out")).execute()
+    (cell,) = run.cells
+    assert cell.verdict is Verdict.COMPATIBLE, cell.cases[0].message if cell.cases else cell.log
+    assert cell.cases[0].metrics == {"target": "native"}

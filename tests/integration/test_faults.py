@@ -1,0 +1,121 @@
+"""Faults on a real riscv64 chroot target: crashes, hangs, floods, injection, Ctrl-C and resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from harness.images import CachedImage
+from harness.targets.chroot import mounts_under, pids_rooted_at, runs_dir
+from tests.integration.conftest import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.chroot]
+SUITES = Path(__file__).parent / "suites"
+
+
+def leapfrog_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "harness.cli", "--root", str(ROOT), "--suites-dir", str(SUITES), *args]
+
+
+def no_leftovers() -> None:
+    for d in runs_dir().iterdir():
+        assert not mounts_under(d), f"mounts left under {d}"
+        root = d / "root"
+        assert not pids_rooted_at(root), f"processes left in {root}"
+
+
+def test_hostile_suite(debian_image: CachedImage, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    done = subprocess.run(
+        leapfrog_argv("run", "-t", "debian-trixie-riscv64", "-s", "hostile", "--out", str(out), "--no-history"),
+        capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert done.returncode == 1, done.stderr[-2000:]
+    data = json.loads((out / "results.json").read_text())
+    (cell,) = data["cells"]
+    status = {c["name"].split("::")[1]: c["status"] for c in cell["cases"]}
+    assert status["test_before"] == "passed"
+    assert status["test_segfault"] == "crashed"
+    assert status["test_illegal_instruction"] == "crashed"
+    assert status["test_os_exit"] == "crashed"
+    assert status["test_hang"] == "timeout"
+    assert status["test_flood"] == "passed"
+    assert status["test_invalid_utf8"] == "failed"
+    assert status["test_after"] == "passed"
+    injected = [k for k in status if k.startswith("test_injection_in_names")]
+    assert len(injected) == 3
+    assert all(status[k] == "failed" for k in injected)
+    messages = {c["name"].split("::")[1]: c["message"] for c in cell["cases"]}
+    assert "SIGSEGV" in messages["test_segfault"]
+    assert "SIGILL" in messages["test_illegal_instruction"]
+    flood = next(c for c in cell["cases"] if c["name"].endswith("test_flood"))
+    assert len(flood["output"]) < 200_000
+    assert "truncated" in flood["output"]
+    html = (out / "index.html").read_text()
+    assert "<script>window.__pwned" not in html
+    ET.parse(out / "junit-debian-trixie-riscv64.xml")  # parses despite ]]> and control characters
+    no_leftovers()
+
+
+def test_interrupt_keeps_results_and_resume_finishes(debian_image: CachedImage, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        leapfrog_argv("run", "-t", "native,debian-trixie-riscv64", "-s", "quick,slow", "--out", str(out),
+                      "--no-history"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 600
+    cases = out / "cases.jsonl"
+    # Interrupt once the riscv64 target is inside the slow suite.
+    while time.monotonic() < deadline:
+        if cases.exists() and '"debian-trixie-riscv64", "suite": "slow"' in cases.read_text():
+            break
+        time.sleep(0.5)
+    else:
+        proc.kill()
+        pytest.fail("the slow suite never started on riscv64")
+    proc.send_signal(signal.SIGINT)
+    _stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "resume with" in stderr
+    data = json.loads((out / "results.json").read_text())
+    verdicts = {(c["target"], c["suite"]): c["verdict"] for c in data["cells"]}
+    assert verdicts[("native", "quick")] == "compatible"
+    assert verdicts[("debian-trixie-riscv64", "slow")] == "not-run"
+    assert (out / "index.html").exists()
+    streamed = [json.loads(line) for line in cases.read_text().splitlines()]
+    assert any(r["target"] == "debian-trixie-riscv64" and r["suite"] == "slow" for r in streamed)
+    no_leftovers()
+
+    done = subprocess.run(leapfrog_argv("run", "--resume", str(out), "--no-history"),
+                          capture_output=True, text=True, timeout=900, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    data = json.loads((out / "results.json").read_text())
+    assert {c["verdict"] for c in data["cells"]} == {"compatible"}
+    assert len(data["cells"]) == 4
+    no_leftovers()
+
+
+def test_sigterm_is_handled_like_ctrl_c(debian_image: CachedImage, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        leapfrog_argv("run", "-t", "debian-trixie-riscv64", "-s", "slow", "--out", str(out), "--no-history"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    cases = out / "cases.jsonl"
+    deadline = time.monotonic() + 600
+    while time.monotonic() < deadline and not (cases.exists() and cases.read_text()):
+        time.sleep(0.5)
+    os.kill(proc.pid, signal.SIGTERM)
+    proc.communicate(timeout=120)
+    assert proc.returncode == 130
+    assert (out / "index.html").exists()
+    no_leftovers()
