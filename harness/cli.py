@@ -493,6 +493,33 @@ def images_build(obj: Ctx, targets: tuple[str, ...], suites: tuple[str, ...]) ->
             seen.add(img.meta.key)
 
 
+@images.command("fetch")
+@click.argument("names", nargs=-1, required=True)
+@click.pass_obj
+def images_fetch(obj: Ctx, names: tuple[str, ...]) -> None:
+    """Download the images of targets whose [image] has a url (openEuler), verified by SHA-256."""
+    from harness.images.fetch import decompress_xz, fetch_verified
+
+    for t in obj.project.pick_targets(_split(names)):
+        spec = t.image
+        if spec is None or not spec.url:
+            raise ConfigError(f'{t.file}: target "{t.name}" has no [image] url to fetch.')
+        last = [0.0]
+
+        def show(done: int, total: int | None, _last: list[float] = last) -> None:
+            now = time.monotonic()
+            if now - _last[0] > 2 or (total and done == total):
+                _last[0] = now
+                pct = f" ({100 * done / total:.0f}%)" if total else ""
+                console.print(f"  {done / 1e6:.1f} MB{pct}", markup=False)
+
+        for url in [spec.url, *spec.firmware]:
+            path = fetch_verified(url, spec.sha256 if url == spec.url else "", progress=show)
+            if path.suffix == ".xz" and not path.name.endswith(".tar.xz"):
+                path = decompress_xz(path)
+            out.print(f"{t.name}: {path}")
+
+
 @images.command("list")
 def images_list() -> None:
     """List cached images."""

@@ -169,7 +169,10 @@ class CellRunner:
     attaches to the same started target through its ``handle()``.
     """
 
-    def __init__(self, target: Target, cell: PlannedCell, options: RunOptions, emit: Event) -> None:
+    def __init__(
+        self, target: Target, cell: PlannedCell, options: RunOptions, emit: Event, missing: list[str] | None = None
+    ) -> None:
+        self.missing = missing or []
         self.target = target
         self.cell = cell
         self.options = options
@@ -203,6 +206,7 @@ class CellRunner:
             "LEAPFROG_DONE": f"{base}/done.txt",
             "LEAPFROG_CASE_TIMEOUT": str(case_timeout),
             "LEAPFROG_TARGET": self.target.name,
+            "LEAPFROG_MISSING_PACKAGES": ",".join(self.missing),
             "LEAPFROG_SETTINGS": json.dumps(suite.settings),
             "PYTHONPATH": f"{base}/probe",
             "PYTHONDONTWRITEBYTECODE": "1",
@@ -463,6 +467,7 @@ class Runner:
 
         self.emit = emit_and_stream
         self._live: dict[str, Target] = {}
+        self.missing: dict[str, list[str]] = {}  # target -> packages its distribution lacks
         self._live_lock = threading.Lock()
         self._cancelled = threading.Event()
 
@@ -518,7 +523,15 @@ class Runner:
         target.key_packages = self.plan.key_packages_for(name)
         try:
             target.start()
+            if cfg.image is not None and cfg.image.distro == "openeuler":
+                from harness.images.openeuler import provision
+
+                self.emit("progress", {"target": name, "message": "installing suite packages with dnf"})
+                got = provision(target, self.plan.packages_for(cfg))
+                self.missing[name] = got.missing
             facts = target.facts()
+            if self.missing.get(name):
+                facts.extra["missing_packages"] = " ".join(self.missing[name])
         except BaseException:
             self._stop(name)
             raise
@@ -567,7 +580,9 @@ class Runner:
                     attempts[cell.key] = n
                     self.emit("cell-start", {"target": name, "suite": cell.suite.name, "attempt": n})
                     try:
-                        result = CellRunner(target, cell, self.options, self.emit).run()
+                        distro = cell.target.image.distro if cell.target.image else "debian"
+                        lacking = sorted(set(self.missing.get(name, [])) & set(cell.suite.packages_for(distro)))
+                        result = CellRunner(target, cell, self.options, self.emit, missing=lacking).run()
                     except TargetError as e:
                         if n <= self.options.retries:
                             self.emit(

@@ -25,6 +25,7 @@ _MISSING = [
 def mmdebstrap_argv(release: str, arch: str, mirror: str, packages: list[str], dest: Path) -> list[str]:
     return [
         "mmdebstrap",
+        "--verbose",  # dpkg's "Setting up X" lines drive the progress display
         f"--arch={arch}",
         "--variant=minbase",
         '--aptopt=APT::Install-Recommends "false"',
@@ -56,6 +57,8 @@ def build_rootfs(
     argv = mmdebstrap_argv(release, arch, mirror, packages, dest)
     tail: list[str] = []
     start = time.monotonic()
+    configured = 0
+    last_shown = 0.0
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     assert proc.stdout is not None
     try:
@@ -63,8 +66,16 @@ def build_rootfs(
             line = raw.rstrip()
             tail.append(line)
             del tail[:-40]
-            if progress and line.startswith(("I:", "E:", "W:")):
+            if progress is None:
+                continue
+            if line.startswith(("I:", "E:", "W:")) and not line.startswith("I: running"):
                 progress(f"{line} ({time.monotonic() - start:.0f}s)")
+            elif line.startswith("Setting up "):
+                configured += 1
+                now = time.monotonic()
+                if now - last_shown > 5:  # at most one line every 5 s
+                    last_shown = now
+                    progress(f"  configured {configured} packages, now {line[11:].split(' ')[0]} ({now - start:.0f}s)")
         rc = proc.wait()
     except BaseException:
         proc.kill()

@@ -77,9 +77,7 @@ def suites_for_target(run: Run, target: str) -> list[TestSuite]:
                 status=c.status.value,
             )
             if c.status is Status.FAILED:
-                tc.add_failure_info(
-                    message=message.splitlines()[0][:500] if message else "failed", output=message
-                )
+                tc.add_failure_info(message=message.splitlines()[0][:500] if message else "failed", output=message)
             elif c.status in (Status.ERROR, Status.TIMEOUT, Status.CRASHED):
                 tc.add_error_info(
                     message=message.splitlines()[0][:500] if message else c.status.value,
