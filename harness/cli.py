@@ -125,7 +125,11 @@ def _runnable_default(p: Project) -> list[str]:
     from harness.doctor import blocking, run_checks
 
     checks = run_checks()
-    return [t.name for t in p.targets.values() if t.kind in ("native", "chroot") and not blocking(checks, {t.kind})]
+    return [
+        t.name
+        for t in p.targets.values()
+        if t.default and t.kind in ("native", "chroot") and not blocking(checks, {t.kind})
+    ]
 
 
 @main.command()

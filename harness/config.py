@@ -101,7 +101,10 @@ def build_dataclass(cls: type[Any], table: dict[str, Any], *, file: Path, where:
     ]
     if missing:
         raise ConfigError(f'{file}: missing required key "{where}{missing[0]}".')
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigError as e:  # a dataclass's own checks (__post_init__): add the file
+        raise ConfigError(f"{file}: {e}") from e
 
 
 def read_toml(path: Path) -> dict[str, Any]:
@@ -153,6 +156,7 @@ class TargetFile:
     python: str = "python3"
     env: dict[str, str] = dataclasses.field(default_factory=dict)
     image: ImageSpec | None = None
+    default: bool = True  # part of `leapfrog run` when no --target is given (if it can run here)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +170,7 @@ class TargetConfig:
     env: dict[str, str]
     image: ImageSpec | None
     options: Any  # the backend's Options dataclass instance
+    default: bool = True
 
 
 def load_target(path: Path) -> TargetConfig:
@@ -213,6 +218,7 @@ def load_target(path: Path) -> TargetConfig:
         env=dict(base.env),
         image=image,
         options=options,
+        default=base.default,
     )
 
 

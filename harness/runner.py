@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from harness import __version__
-from harness.errors import TargetError
+from harness.errors import LeapfrogError, TargetError
 from harness.known_issues import KnownIssue
 from harness.known_issues import apply as apply_known_issues
 from harness.model import (
@@ -521,6 +521,7 @@ class Runner:
             self._live[name] = target
         self.emit("target-start", {"target": name})
         target.key_packages = self.plan.key_packages_for(name)
+        target.artifacts_dir = self.options.out / "artifacts" / name
         try:
             target.start()
             if cfg.image is not None and cfg.image.distro == "openeuler":
@@ -552,10 +553,12 @@ class Runner:
         while pending and not self._cancelled.is_set():
             try:
                 target, facts = self._start(name)
-            except TargetError as e:
+            except LeapfrogError as e:
+                # TargetError: the target broke (retried); ImageError / ConfigError while starting:
+                # this target cannot run (not retried); either way the other targets go on.
                 failures = attempts.get(("", ""), 0) + 1
                 attempts[("", "")] = failures
-                if failures <= self.options.retries:
+                if isinstance(e, TargetError) and failures <= self.options.retries:
                     self.emit("progress", {"target": name, "message": f"start failed, retrying: {e}"})
                     continue
                 info.error = str(e)

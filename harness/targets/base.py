@@ -76,6 +76,8 @@ class Target(abc.ABC):
         self.progress = progress or (lambda _msg: None)
         #: Python distributions whose versions ``facts()`` reports (set by the runner).
         self.key_packages: list[str] = []
+        #: Where a backend keeps files worth publishing (console logs); set by the runner.
+        self.artifacts_dir: Path | None = None
 
     @property
     def options(self) -> Options:

@@ -1,0 +1,314 @@
+"""qemu-vm and ssh backends against a real riscv64 Debian trixie VM.
+
+One VM boots per module (about a minute or two under TCG); every test here
+shares it, and the test that kills QEMU runs last.  Set LEAPFROG_TEST_ROOTFS
+to a ready root filesystem folder to skip the image build while developing.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from harness.config import ImageSpec, TargetConfig
+from harness.errors import TargetError
+from harness.images import CachedImage
+from harness.targets.base import OUTPUT_LIMIT
+from harness.targets.qemu_vm import QemuVmTarget
+from harness.targets.ssh import SshTarget, generate_ed25519
+
+pytestmark = [pytest.mark.integration, pytest.mark.qemu_vm]
+
+
+def vm_config(tmp: Path) -> TargetConfig:
+    return TargetConfig(
+        name="debian-trixie-riscv64-vm",
+        kind="qemu-vm",
+        file=tmp / "debian-trixie-riscv64-vm.toml",
+        description="test VM",
+        arch="riscv64",
+        python="python3",
+        env={"LEAPFROG_FROM_TARGET": "yes"},
+        image=ImageSpec(),
+        options=QemuVmTarget.Options(cpus=2, memory="2G", boot_timeout=600.0),
+    )
+
+
+@pytest.fixture(scope="module")
+def rootfs(request: pytest.FixtureRequest) -> Path:
+    for tool in ("qemu-system-riscv64", "qemu-img"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (apt-get install qemu-system-misc opensbi qemu-utils)")
+    if not any(shutil.which(t) or Path(d, t).exists() for t in ("mke2fs",) for d in ("/usr/sbin", "/sbin")):
+        pytest.skip("mke2fs is not installed (apt-get install e2fsprogs)")
+    ready = os.environ.get("LEAPFROG_TEST_ROOTFS")
+    if ready:
+        return Path(ready)
+    image: CachedImage = request.getfixturevalue("debian_image")
+    return image.rootfs
+
+
+@pytest.fixture(scope="module")
+def vm(rootfs: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[QemuVmTarget]:
+    tmp = tmp_path_factory.mktemp("vm")
+    target = QemuVmTarget(vm_config(tmp), progress=lambda m: print(m, flush=True))
+    target.rootfs = rootfs
+    target.artifacts_dir = tmp / "artifacts"
+    target.start()
+    print(f"booted to SSH in {target.boot_seconds:.1f} s", flush=True)
+    yield target
+    target.stop()
+
+
+def ssh_options(vm: QemuVmTarget, known_hosts: Path, **kw: object) -> SshTarget.Options:
+    assert vm.ssh_port is not None
+    assert vm.disk is not None
+    return SshTarget.Options(
+        host="127.0.0.1",
+        port=vm.ssh_port,
+        user="root",
+        key_file=str(vm.disk.client_key),
+        known_hosts=str(known_hosts),
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def ssh_config(tmp: Path, options: SshTarget.Options) -> TargetConfig:
+    return TargetConfig(
+        name="board",
+        kind="ssh",
+        file=tmp / "board.toml",
+        description="",
+        arch="riscv64",
+        python="python3",
+        env={},
+        image=None,
+        options=options,
+    )
+
+
+# --------------------------------------------------------------------------- qemu-vm
+
+
+def test_vm_boots_and_runs_a_command(vm: QemuVmTarget) -> None:
+    done = vm.run(["uname", "-m"], timeout=60)
+    assert (done.exit_code, done.stdout, done.timed_out) == (0, "riscv64\n", False)
+    assert vm.boot_seconds is not None
+    assert 0 < vm.boot_seconds < vm.options.boot_timeout
+    assert vm.console_log is not None
+    assert "Linux version" in vm.console_log.read_text(errors="replace")
+
+
+def test_vm_start_is_idempotent(vm: QemuVmTarget) -> None:
+    port, pid = vm.ssh_port, vm.qemu_pid
+    vm.start()
+    assert (vm.ssh_port, vm.qemu_pid) == (port, pid)
+
+
+def test_vm_facts_are_measured_inside_the_guest(vm: QemuVmTarget) -> None:
+    facts = vm.facts()
+    cpuinfo = vm.run(["cat", "/proc/cpuinfo"], timeout=60).stdout
+    isa_lines = [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.startswith("isa")]
+    assert facts.arch == "riscv64"
+    assert facts.isa == isa_lines[0]
+    assert facts.isa.startswith("rv64ima")
+    assert {"i", "m", "a", "f", "d", "c"} <= set(facts.extensions)
+    assert facts.emulation == "qemu-system"
+    assert facts.cpu_model == "rv64"
+    assert facts.os_id == "debian"
+    assert facts.kernel.endswith("riscv64")
+    assert facts.python.startswith("3.")
+
+
+def test_vm_run_reports_exit_code_stderr_env_and_cwd(vm: QemuVmTarget) -> None:
+    done = vm.run(
+        ["sh", "-c", 'echo "$LEAPFROG_FROM_TARGET $X" ; pwd; echo ünïcödé >&2; exit 4'],
+        timeout=60,
+        env={"X": "a b 'c'"},
+        cwd="/usr",
+    )
+    assert done.exit_code == 4
+    assert done.stdout == "yes a b 'c'\n/usr\n"
+    assert done.stderr == "ünïcödé\n"
+
+
+def test_vm_run_bounds_output_over_two_megabytes(vm: QemuVmTarget) -> None:
+    n = 2 * OUTPUT_LIMIT + 12345
+    done = vm.run(["sh", "-c", f"head -c {n} /dev/zero | tr '\\0' x"], timeout=300)
+    assert done.ok
+    assert done.stdout.startswith("x" * OUTPUT_LIMIT)
+    assert f"{n - OUTPUT_LIMIT} bytes dropped" in done.stdout
+
+
+def test_vm_run_reports_a_crash_signal(vm: QemuVmTarget) -> None:
+    done = vm.run(["sh", "-c", "kill -ILL $$"], timeout=60)
+    assert done.exit_code is None
+    assert done.signal == signal.SIGILL
+
+
+def test_vm_timeout_kills_the_whole_tree(vm: QemuVmTarget) -> None:
+    started = time.monotonic()
+    done = vm.run(["sh", "-c", "sleep 600 & echo $! > /tmp/bg.pid; wait"], timeout=3)
+    assert done.timed_out
+    assert done.exit_code is None
+    assert time.monotonic() - started < 30
+    check = vm.run(["sh", "-c", "sleep 1; test -d /proc/$(cat /tmp/bg.pid) && echo alive || echo gone"], timeout=60)
+    assert check.stdout == "gone\n"
+
+
+def make_tree(root: Path) -> dict[str, bytes]:
+    files = {
+        "a.txt": b"hello\n",
+        "sub/bin.dat": bytes(range(256)) * 300,
+        "sub/deeper/ünï.txt": "ünï\n".encode(),
+        "sub/deeper/run.sh": b"#!/bin/sh\necho ran\n",
+    }
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    (root / "sub/deeper/run.sh").chmod(0o755)
+    return files
+
+
+def test_vm_put_get_round_trip(vm: QemuVmTarget, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    files = make_tree(src)
+    vm.put(src, "/tmp/leapfrog-rt/suite")
+    assert vm.run(["/tmp/leapfrog-rt/suite/sub/deeper/run.sh"], timeout=60).stdout == "ran\n"
+    back = tmp_path / "back"
+    vm.get("/tmp/leapfrog-rt/suite", back)
+    assert {str(p.relative_to(back)): p.read_bytes() for p in back.rglob("*") if p.is_file()} == files
+    single = tmp_path / "single.txt"
+    vm.get("/tmp/leapfrog-rt/suite/a.txt", single)
+    assert single.read_bytes() == b"hello\n"
+
+
+def test_vm_get_refuses_a_symlink_and_writes_nothing_outside(vm: QemuVmTarget, tmp_path: Path) -> None:
+    setup = "rm -rf /tmp/lf-ln && mkdir -p /tmp/lf-ln && echo ok > /tmp/lf-ln/a && ln -s /etc /tmp/lf-ln/etc"
+    assert vm.run(["sh", "-c", setup], timeout=60).ok
+    with pytest.raises(TargetError, match="symbolic link"):
+        vm.get("/tmp/lf-ln", tmp_path / "dest")
+    assert not (tmp_path / "dest" / "etc").exists()
+
+
+def test_vm_get_of_a_missing_path_is_a_target_error(vm: QemuVmTarget, tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="cannot copy"):
+        vm.get("/nonexistent/results", tmp_path / "x")
+
+
+def test_vm_forward_reaches_a_server_inside(vm: QemuVmTarget) -> None:
+    serve = (
+        "setsid -f sh -c 'echo $$ > /tmp/http.pid; "
+        "exec python3 -m http.server 8765 --bind 127.0.0.1 --directory /etc' >/dev/null 2>&1 </dev/null"
+    )
+    assert vm.run(["sh", "-c", serve], timeout=60).ok
+    try:
+        host, port = vm.forward(8765)
+        assert host == "127.0.0.1"
+        assert vm.forward(8765) == (host, port)
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://{host}:{port}/os-release", timeout=30) as resp:
+                    body = resp.read().decode()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(1)
+        assert "Debian" in body
+    finally:
+        vm.run(["sh", "-c", "kill $(cat /tmp/http.pid)"], timeout=60)
+
+
+# --------------------------------------------------------------------------- ssh against the same VM
+
+
+@pytest.mark.ssh
+def test_ssh_target_with_strict_host_key(vm: QemuVmTarget, tmp_path: Path) -> None:
+    assert vm.disk is not None
+    assert vm.ssh_port is not None
+    known = tmp_path / "known_hosts"
+    known.write_text(vm.disk.known_hosts_line("127.0.0.1", vm.ssh_port))
+    with SshTarget(ssh_config(tmp_path, ssh_options(vm, known))) as board:
+        assert board.run(["uname", "-m"], timeout=60).stdout == "riscv64\n"
+        facts = board.facts()
+        assert facts.arch == "riscv64"
+        assert facts.emulation == "board"
+        src = tmp_path / "src"
+        files = make_tree(src)
+        board.put(src, "/tmp/leapfrog-ssh-rt")
+        board.get("/tmp/leapfrog-ssh-rt", tmp_path / "back")
+        assert {
+            str(p.relative_to(tmp_path / "back")): p.read_bytes() for p in (tmp_path / "back").rglob("*") if p.is_file()
+        } == files
+    assert known.read_text() == vm.disk.known_hosts_line("127.0.0.1", vm.ssh_port)
+
+
+@pytest.mark.ssh
+def test_ssh_target_refuses_a_changed_host_key(vm: QemuVmTarget, tmp_path: Path) -> None:
+    assert vm.ssh_port is not None
+    _, wrong_pub = generate_ed25519()
+    kind, b64 = wrong_pub.split()[:2]
+    known = tmp_path / "known_hosts"
+    known.write_text(f"[127.0.0.1]:{vm.ssh_port} {kind} {b64}\n")
+    board = SshTarget(ssh_config(tmp_path, ssh_options(vm, known, accept_new_host_key=True)))
+    with pytest.raises(TargetError, match="CHANGED"):
+        board.start()
+    board.stop()
+    assert known.read_text() == f"[127.0.0.1]:{vm.ssh_port} {kind} {b64}\n"
+
+
+@pytest.mark.ssh
+def test_ssh_target_accepts_and_saves_a_new_host_key_only_when_asked(vm: QemuVmTarget, tmp_path: Path) -> None:
+    assert vm.disk is not None
+    assert vm.ssh_port is not None
+    known = tmp_path / "known_hosts"
+    with pytest.raises(TargetError, match="unknown"):
+        SshTarget(ssh_config(tmp_path, ssh_options(vm, known))).start()
+    assert not known.exists()
+    with SshTarget(ssh_config(tmp_path, ssh_options(vm, known, accept_new_host_key=True))) as board:
+        assert board.run(["true"], timeout=60).ok
+    assert known.read_text() == vm.disk.known_hosts_line("127.0.0.1", vm.ssh_port)
+
+
+# --------------------------------------------------------------------------- last: QEMU dies
+
+
+def test_zz_qemu_dying_mid_run_is_a_target_error_and_stop_cleans_up(vm: QemuVmTarget) -> None:
+    assert vm.qemu_pid is not None
+    workdir = vm.workdir
+    assert workdir is not None
+    assert (workdir / "overlay.qcow2").exists()
+    errors: list[BaseException] = []
+
+    def long_run() -> None:
+        try:
+            vm.run(["sleep", "120"], timeout=300)
+        except BaseException as e:
+            errors.append(e)
+
+    runner = threading.Thread(target=long_run)
+    runner.start()
+    time.sleep(3)
+    os.kill(vm.qemu_pid, signal.SIGKILL)
+    runner.join(timeout=60)
+    assert not runner.is_alive()
+    assert len(errors) == 1
+    assert isinstance(errors[0], TargetError)
+    assert "exited" in str(errors[0])
+    with pytest.raises(TargetError, match=r"exited|not running"):
+        vm.run(["true"], timeout=30)
+    vm.stop()
+    vm.stop()
+    assert not workdir.exists()
+    assert vm.console_log is not None
+    assert vm.console_log.exists()
