@@ -7,6 +7,7 @@ import http.server
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 
@@ -96,8 +97,7 @@ def test_shipped_openeuler_targets_load(project_root: Path) -> None:
 
 
 class RangeHandler(http.server.BaseHTTPRequestHandler):
-    files: dict[str, bytes] = {}
-    cut_after: int | None = None  # simulate a dropped connection on the first full request
+    files: ClassVar[dict[str, bytes]] = {}
 
     def log_message(self, *args: object) -> None:
         pass
@@ -117,11 +117,6 @@ class RangeHandler(http.server.BaseHTTPRequestHandler):
         self.send_response(206 if rng else 200)
         self.send_header("Content-Length", str(len(chunk)))
         self.end_headers()
-        if not rng and RangeHandler.cut_after is not None:
-            self.wfile.write(chunk[: RangeHandler.cut_after])
-            RangeHandler.cut_after = None
-            self.close_connection = True
-            return
         self.wfile.write(chunk)
 
 
