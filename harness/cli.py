@@ -274,11 +274,19 @@ def _print_changes(comparison: Comparison) -> None:
     for change in sorted(comparison.changes, key=lambda c: order.index(c.kind) if c.kind in order else 99):
         ratio = f" (x{change.ratio:.2f})" if change.ratio else ""
         out.print(
-            f"  {change.kind:12} {change.target} / {change.suite} / {change.case}: "
+            f"  {change.kind:12} {change.target} / {change.suite} / {printable(change.case)}: "
             f"{change.before or '-'} -> {change.after or '-'}{ratio}",
             markup=False,
             highlight=False,
         )
+
+
+_CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x00, 0x20), 0x7F) if i not in (0x09,)}
+
+
+def printable(text: str) -> str:
+    """Text from a target made safe for a terminal: control characters (escape sequences) shown, not obeyed."""
+    return text.translate(_CONTROL)
 
 
 class _Progress:
@@ -303,7 +311,7 @@ class _Progress:
             case = data["case"]
             if case.status.is_bad:
                 console.print(
-                    f"{t} {data['target']} / {data['suite']}: {case.status.value.upper()} {case.name}",
+                    f"{t} {data['target']} / {data['suite']}: {case.status.value.upper()} {printable(case.name)}",
                     markup=False,
                     highlight=False,
                 )

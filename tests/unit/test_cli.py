@@ -57,3 +57,9 @@ def test_doctor_reports_each_check(project_root: Path) -> None:
     assert "qemu-riscv64-static" in r.output
     assert "binfmt riscv64" in r.output
     assert r.exit_code == 0  # native needs nothing
+
+
+def test_printable_neutralises_terminal_escapes() -> None:
+    from harness.cli import printable
+
+    assert printable("a\x1b[31mred\x00\tb\n") == "a\\x1b[31mred\\x00\tb\\x0a"
