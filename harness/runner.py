@@ -39,8 +39,11 @@ from harness.model import (
     verdict_for,
 )
 from harness.plan import Plan, PlannedCell
-from harness.probe import PLUGIN_FILE
+from harness.probe import FACTS_FILE, PLUGIN_FILE
 from harness.targets import Target, make_target
+
+#: What the probe's watchdog prints before it ends a process stuck past the case timeout.
+TIMEOUT_MARK = "leapfrog-case-timeout"
 
 #: Bounds on what a target may send back (it is untrusted).
 MAX_RESULT_LINE = 1 << 20
@@ -98,13 +101,16 @@ class ProbeOutput:
     started: list[str]  # started, never finished (the case that was running when it died)
     collected: list[str]
     ended: bool  # the session reached its end
+    facts: dict[str, Any] | None = None  # what the target is, when asked for (LEAPFROG_FACTS)
 
 
 def parse_probe_lines(lines: list[str]) -> ProbeOutput:
     """Read the probe's JSON lines defensively: bad lines are skipped, sizes bounded."""
     cases: dict[str, CaseResult] = {}
     started: list[str] = []
+    collected: list[str] = []
     ended = False
+    facts: dict[str, Any] | None = None
     for raw in lines:
         if len(raw) > MAX_RESULT_LINE:
             continue
@@ -118,6 +124,8 @@ def parse_probe_lines(lines: list[str]) -> ProbeOutput:
         name = clean_text(rec.get("name", ""))[:1000]
         if event == "start" and name:
             started.append(name)
+        elif event == "collected" and isinstance(rec.get("names"), list):
+            collected = [clean_text(n)[:1000] for n in rec["names"]]
         elif event == "case" and name:
             try:
                 status = Status(str(rec.get("status")))
@@ -145,8 +153,27 @@ def parse_probe_lines(lines: list[str]) -> ProbeOutput:
             )
         elif event == "end":
             ended = True
+        elif event == "facts" and isinstance(rec.get("facts"), dict):
+            facts = _clean_facts(rec["facts"])
+    # The case that was running when the process died: the first one collected
+    # (in this pass) that has no result.
     unfinished = [n for n in started if n not in cases]
-    return ProbeOutput(list(cases.values()), unfinished, [], ended)
+    if not unfinished:
+        unfinished = [n for n in collected if n not in cases][:1]
+    return ProbeOutput(list(cases.values()), unfinished, collected, ended, facts)
+
+
+def _clean_facts(raw: dict[str, Any]) -> dict[str, Any]:
+    """Facts from a target are untrusted too: strings only, bounded."""
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        if isinstance(value, str):
+            out[key] = clean_text(value)[:2000]
+        elif isinstance(value, list):
+            out[key] = [clean_text(v)[:200] for v in value[:500]]
+        elif isinstance(value, dict):
+            out[key] = {clean_text(k)[:200]: clean_text(v)[:2000] for k, v in list(value.items())[:500]}
+    return out
 
 
 def signal_name(sig: int | None) -> str:
@@ -173,6 +200,9 @@ class CellRunner:
         self, target: Target, cell: PlannedCell, options: RunOptions, emit: Event, missing: list[str] | None = None
     ) -> None:
         self.missing = missing or []
+        #: Set to the key packages to have the probe report the target's facts.
+        self.want_facts: list[str] | None = None
+        self.facts: dict[str, Any] | None = None
         self.target = target
         self.cell = cell
         self.options = options
@@ -185,21 +215,20 @@ class CellRunner:
         t = self.where
         start = time.monotonic()
         deadline = start + suite.timeout
-        mk = t.run(["mktemp", "-d", "/tmp/leapfrog.XXXXXXXX"], timeout=60)
-        if not mk.ok:
-            raise TargetError(f"target {t.name}: mktemp failed: {mk.stderr.strip()[:300]}")
-        base = mk.stdout.strip()
+        base = t.make_temp_dir()
         try:
             return self._run_in(base, start, deadline)
         finally:
             with contextlib.suppress(TargetError):
-                t.run(["rm", "-rf", base], timeout=120)
+                t.remove_tree(base)
 
     def _run_in(self, base: str, start: float, deadline: float) -> CellResult:
         suite = self.cell.suite
         t = self.where
         t.put(suite.path, f"{base}/suite")
         t.put(PLUGIN_FILE, f"{base}/probe/leapfrog_probe.py")
+        if self.want_facts is not None:
+            t.put(FACTS_FILE, f"{base}/probe/leapfrog_facts.py")
         case_timeout = self.options.case_timeout or suite.case_timeout
         env = {
             "LEAPFROG_RESULTS": f"{base}/results.jsonl",
@@ -212,6 +241,8 @@ class CellRunner:
             "PYTHONDONTWRITEBYTECODE": "1",
             "PYTHONUNBUFFERED": "1",
         }
+        if self.want_facts is not None:
+            env["LEAPFROG_FACTS"] = ",".join(self.want_facts)
         if self.host_driven:
             env["LEAPFROG_TARGET_FILE"] = str(self.target.config.file)
             env["LEAPFROG_TARGET_HANDLE"] = json.dumps(self.target.handle())
@@ -252,6 +283,9 @@ class CellRunner:
                     t.get(f"{base}/results.jsonl", local)
                     lines = local.read_text(encoding="utf-8", errors="replace").splitlines()
                 out = parse_probe_lines(lines)
+                if out.facts is not None and self.facts is None:
+                    self.facts = out.facts
+                    env.pop("LEAPFROG_FACTS", None)  # once is enough, also after a crash
                 for c in out.cases:
                     if c.name not in done:
                         done[c.name] = c
@@ -277,7 +311,7 @@ class CellRunner:
                 victim = dying[0]
                 if proc.timed_out:
                     status, why = Status.TIMEOUT, f"killed by the host: the cell exceeded {suite.timeout:.0f} s"
-                elif "Timeout (0:" in proc.stderr:
+                elif TIMEOUT_MARK in proc.stderr:
                     status, why = (
                         Status.TIMEOUT,
                         f"exceeded the case timeout of {case_timeout:.0f} s (stuck in native code)",
@@ -510,7 +544,7 @@ class Runner:
             with contextlib.suppress(Exception):
                 t.stop()
 
-    def _start(self, name: str) -> tuple[Target, TargetFacts]:
+    def _start(self, name: str) -> tuple[Target, TargetFacts | None]:
         cfg = next(t for t in self.plan.targets() if t.name == name)
         target = make_target(
             cfg,
@@ -530,9 +564,8 @@ class Runner:
                 self.emit("progress", {"target": name, "message": "installing suite packages with dnf"})
                 got = provision(target, self.plan.packages_for(cfg))
                 self.missing[name] = got.missing
-            facts = target.facts()
-            if self.missing.get(name):
-                facts.extra["missing_packages"] = " ".join(self.missing[name])
+            in_target = any(c.suite.kind == "in-target" for c in self.plan.cells_for(name))
+            facts = None if (target.facts_from_probe and in_target) else target.facts()
         except BaseException:
             self._stop(name)
             raise
@@ -574,8 +607,7 @@ class Runner:
                         )
                     )
                 return
-            info.facts = facts
-            self.writer.set_target(info)
+            self._set_facts(name, facts)
             try:
                 while pending and not self._cancelled.is_set():
                     cell = pending[0]
@@ -585,7 +617,17 @@ class Runner:
                     try:
                         distro = cell.target.image.distro if cell.target.image else "debian"
                         lacking = sorted(set(self.missing.get(name, [])) & set(cell.suite.packages_for(distro)))
-                        result = CellRunner(target, cell, self.options, self.emit, missing=lacking).run()
+                        runner = CellRunner(target, cell, self.options, self.emit, missing=lacking)
+                        if info.facts is None and cell.suite.kind == "in-target":
+                            runner.want_facts = self.plan.key_packages_for(name)
+                        try:
+                            result = runner.run()
+                        finally:
+                            if info.facts is None and runner.facts is not None:
+                                probed = TargetFacts.from_dict(runner.facts)
+                                self._set_facts(name, target.enrich_facts(probed))
+                        if info.facts is None:  # the probe could not say: ask separately
+                            self._set_facts(name, target.facts())
                     except TargetError as e:
                         if n <= self.options.retries:
                             self.emit(
@@ -602,6 +644,14 @@ class Runner:
                     pending.pop(0)
             finally:
                 self._stop(name)
+
+    def _set_facts(self, name: str, facts: TargetFacts | None) -> None:
+        info = self.run.target(name)
+        assert info is not None
+        if facts is not None and self.missing.get(name):
+            facts.extra["missing_packages"] = " ".join(self.missing[name])
+        info.facts = facts
+        self.writer.set_target(info)
 
     def _record(self, cell: CellResult) -> None:
         if self.options.known_issues:

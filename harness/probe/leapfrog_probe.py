@@ -6,7 +6,7 @@ It appends one JSON line per event to the file named by ``LEAPFROG_RESULTS``
 and flushes it at once, so a process that dies mid-suite loses nothing that
 already finished::
 
-    {"event": "start", "name": "test_x.py::test_a"}
+    {"event": "collected", "names": ["test_x.py::test_a", "..."]}
     {"event": "case", "name": "...", "status": "passed", "duration": 0.1,
      "message": "", "output": "", "metrics": {"p99_ms": 3.2}}
     {"event": "end", "exitstatus": 0}
@@ -18,6 +18,8 @@ Environment:
 ``LEAPFROG_CASE_TIMEOUT``  seconds a case may take; then it is ``timeout``
 ``LEAPFROG_DONE``          a file of node ids already recorded: deselected
                            (how the runner resumes after a crash)
+``LEAPFROG_FACTS``         report the target's facts first (value: comma list
+                           of package names whose versions to include)
 ``LEAPFROG_MISSING_PACKAGES`` packages the target's distribution lacks: a test
                            module that cannot import because of them is
                            ``skipped`` with that reason, not an error
@@ -30,6 +32,9 @@ import json
 import math
 import os
 import signal
+import sys
+import threading
+import time
 from typing import Any, Dict, List, Optional
 
 import pytest
@@ -40,7 +45,7 @@ _MESSAGE_LIMIT = 8192
 _TIMEOUT = float(os.environ.get("LEAPFROG_CASE_TIMEOUT", "0") or 0)
 #: Grace after the soft timeout before faulthandler ends the process (a case
 #: stuck in C code never returns to Python to see the soft one).
-_HARD_GRACE = 30.0
+_HARD_GRACE = float(os.environ.get("LEAPFROG_HARD_GRACE", "30") or 30)
 TIMEOUT_MARK = "leapfrog-case-timeout"
 
 
@@ -93,9 +98,32 @@ _STATE: Dict[str, _State] = {}
 
 def pytest_configure(config: Any) -> None:
     global _OUT
+    global _WATCHDOG
     path = os.environ.get("LEAPFROG_RESULTS")
     if path and _OUT is None:
         _OUT = open(path, "a", encoding="utf-8")
+    if _TIMEOUT > 0 and _WATCHDOG is None:
+        _WATCHDOG = _Watchdog()
+        _WATCHDOG.start()
+
+
+def pytest_sessionstart(session: Any) -> None:
+    """With LEAPFROG_FACTS set, report what the target is from this very process.
+
+    Its value is a comma list of Python distributions whose versions to include.
+    Saves the runner a separate interpreter start (about a second under qemu-user).
+    """
+    wanted = os.environ.get("LEAPFROG_FACTS")
+    if wanted is None:
+        return
+    try:
+        import leapfrog_facts
+
+        facts = leapfrog_facts.collect([p for p in wanted.split(",") if p])
+    except Exception as e:  # the runner falls back to a separate facts run
+        _emit({"event": "facts-error", "error": repr(e)})
+        return
+    _emit({"event": "facts", "facts": facts})
 
 
 def pytest_unconfigure(config: Any) -> None:
@@ -117,6 +145,12 @@ def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
     if drop:
         config.hook.pytest_deselected(items=drop)
         items[:] = keep
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_finish(session: Any) -> None:
+    """The cases about to run, in order: the first without a result is the one that was running if the process dies."""
+    _emit({"event": "collected", "names": [item.nodeid for item in session.items]})
 
 
 def pytest_collectreport(report: Any) -> None:
@@ -153,21 +187,64 @@ def _on_alarm(signum: int, frame: Any) -> None:
     raise CaseTimeout("%s: case exceeded %.0f s" % (TIMEOUT_MARK, _TIMEOUT))
 
 
+class _Watchdog(threading.Thread):
+    """The hard case timeout: one thread for the session, re-armed per case.
+
+    A case stuck in native code never returns to Python to see the SIGALRM
+    soft timeout; past the grace the watchdog prints the marker and every
+    thread's traceback, and ends the process (the runner marks the case
+    ``timeout`` and resumes after it).  One thread, not one per case: thread
+    starts are expensive under qemu-user.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(name="leapfrog-watchdog", daemon=True)
+        self.cond = threading.Condition()
+        self.deadline: Optional[float] = None
+
+    def arm(self, seconds: float) -> None:
+        with self.cond:
+            self.deadline = time.monotonic() + seconds
+            self.cond.notify()
+
+    def disarm(self) -> None:
+        self.deadline = None  # the thread notices when it next wakes
+
+    def run(self) -> None:
+        with self.cond:
+            while True:
+                if self.deadline is None:
+                    self.cond.wait()
+                    continue
+                left = self.deadline - time.monotonic()
+                if left > 0:
+                    self.cond.wait(left)
+                    continue
+                sys.stderr.write("\n%s: hard timeout, ending the process\n" % TIMEOUT_MARK)
+                sys.stderr.flush()
+                faulthandler.dump_traceback(all_threads=True)
+                os._exit(70)
+
+
+_WATCHDOG: Optional[_Watchdog] = None
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: Any, nextitem: Any) -> Any:
     _STATE.setdefault(item.nodeid, _State())
-    _emit({"event": "start", "name": item.nodeid})
     armed = _TIMEOUT > 0 and hasattr(signal, "setitimer")
     if armed:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, _TIMEOUT)
-        faulthandler.dump_traceback_later(_TIMEOUT + _HARD_GRACE, exit=True)
+        if _WATCHDOG is not None:
+            _WATCHDOG.arm(_TIMEOUT + _HARD_GRACE)
     try:
         yield
     finally:
         if armed:
             signal.setitimer(signal.ITIMER_REAL, 0)
-            faulthandler.cancel_dump_traceback_later()
+            if _WATCHDOG is not None:
+                _WATCHDOG.disarm()
             signal.signal(signal.SIGALRM, previous)
     state = _STATE.pop(item.nodeid, _State())
     _emit(

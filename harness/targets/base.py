@@ -56,6 +56,10 @@ class Target(abc.ABC):
     image_packages: ClassVar[dict[str, list[str]]] = {}
     #: How the target executes riscv64 code: native, qemu-user, qemu-system, board.
     emulation: ClassVar[str] = "native"
+    #: True when the facts the probe reports from inside a suite's own pytest
+    #: process, plus ``enrich_facts``, equal ``facts()``: the runner then saves
+    #: the separate interpreter start ``facts()`` costs (a second under qemu-user).
+    facts_from_probe: ClassVar[bool] = False
 
     @dataclasses.dataclass(frozen=True)
     class Options:
@@ -122,6 +126,22 @@ class Target(abc.ABC):
     @abc.abstractmethod
     def stop(self) -> None:
         """Release everything ``start`` took.  Always safe, also twice, on error and Ctrl-C."""
+
+    def make_temp_dir(self) -> str:
+        """A fresh private folder inside the target (``mktemp -d``); backends may do it faster."""
+        done = self.run(["mktemp", "-d", "/tmp/leapfrog.XXXXXXXX"], timeout=60)
+        if not done.ok:
+            raise TargetError(f"target {self.name}: mktemp failed: {done.stderr.strip()[:300]}")
+        return done.stdout.strip()
+
+    def remove_tree(self, path: str) -> None:
+        """Remove a folder made by ``make_temp_dir``."""
+        self.run(["rm", "-rf", path], timeout=120)
+
+    def enrich_facts(self, facts: TargetFacts) -> TargetFacts:
+        """Add what only the host knows (CPU model asked for, emulator version) to probed facts."""
+        facts.emulation = self.emulation
+        return facts
 
     # ------------------------------------------------------------ sharing with host-driven suites
 

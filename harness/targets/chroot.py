@@ -126,6 +126,7 @@ class ChrootTarget(Target):
     kind: ClassVar[str] = "chroot"
     needs_image: ClassVar[bool] = True
     emulation: ClassVar[str] = "qemu-user"
+    facts_from_probe: ClassVar[bool] = True
 
     @dataclasses.dataclass(frozen=True)
     class Options:
@@ -291,11 +292,23 @@ class ChrootTarget(Target):
             raise TargetError(f'target {self.name}: "{remote}" is missing or a link; not copied.')
         copy_regular(src, local)
 
+    def make_temp_dir(self) -> str:
+        """Made from the host side: no emulated process to start."""
+        tmp = self._require_root() / "tmp"
+        path = Path(tempfile.mkdtemp(prefix="leapfrog.", dir=tmp))
+        return "/tmp/" + path.name
+
+    def remove_tree(self, path: str) -> None:
+        shutil.rmtree(self._inside(path), ignore_errors=True)
+
     def forward(self, port: int) -> tuple[str, int]:
         return ("127.0.0.1", port)  # a chroot shares the host's network
 
     def facts(self) -> TargetFacts:
-        facts = probe_facts(self)
+        return self.enrich_facts(probe_facts(self))
+
+    def enrich_facts(self, facts: TargetFacts) -> TargetFacts:
+        facts.emulation = self.emulation
         facts.cpu_model = self.options.cpu or "qemu-user default"
         qemu = shutil.which(f"qemu-{self.config.arch}-static")
         if qemu:

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 class NativeTarget(Target):
     kind: ClassVar[str] = "native"
     emulation: ClassVar[str] = "native"
+    facts_from_probe: ClassVar[bool] = True
 
     @dataclasses.dataclass(frozen=True)
     class Options:
@@ -74,7 +75,10 @@ class NativeTarget(Target):
         return ("127.0.0.1", port)
 
     def facts(self) -> TargetFacts:
-        facts = probe_facts(self)
+        return self.enrich_facts(probe_facts(self))
+
+    def enrich_facts(self, facts: TargetFacts) -> TargetFacts:
+        facts.emulation = self.emulation
         facts.extra.setdefault("host", platform.node())
         return facts
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from harness.probe import PROBE_DIR
@@ -89,8 +90,8 @@ def test_outcomes_metrics_and_bounds(tmp_path: Path) -> None:
     big = str(cases["test_big_output"]["output"])
     assert "truncated by leapfrog" in big
     assert len(big) < 2000
-    starts = [r["name"] for r in records if r["event"] == "start"]
-    assert len(starts) == 9
+    (collected,) = [r["names"] for r in records if r["event"] == "collected"]
+    assert len(collected) == 9  # type: ignore[arg-type]
     assert records[-1] == {"event": "end", "exitstatus": 1}
 
 
@@ -132,3 +133,20 @@ def test_parse_is_defensive() -> None:
     assert a.metrics == {"k": "[1]"}
     assert len(b.message) < 20_000
     assert "truncated" in b.message
+
+
+def test_hard_timeout_ends_a_case_stuck_in_native_code(tmp_path: Path) -> None:
+    body = """
+import signal, time
+def test_stuck():
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])  # the soft timeout cannot fire
+    time.sleep(60)
+def test_after():
+    pass
+"""
+    start = time.monotonic()
+    records = run_probe(tmp_path, body, LEAPFROG_CASE_TIMEOUT="1", LEAPFROG_HARD_GRACE="1")
+    assert time.monotonic() - start < 30
+    out = parse_probe_lines([json.dumps(r) for r in records])
+    assert out.cases == []
+    assert out.started == ["test_s.py::test_stuck"]  # the runner marks it timeout and resumes
