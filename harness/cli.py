@@ -236,7 +236,7 @@ def run(
         if base:
             comparison = history.compare_ids(base, result.run_id, db=db)
         history_rows = history.summaries(db=db)
-    written = _render(result, out_dir, comparison=comparison, history=history_rows)
+    written = _render(result, out_dir, comparison=comparison, history=history_rows, settings=_settings(p, result))
     _summary(result, time.monotonic() - started)
     if comparison:
         _print_changes(comparison)
@@ -244,6 +244,21 @@ def run(
     if interrupted:
         console.print(f"resume with: leapfrog run --resume {out_dir}")
     sys.exit(EXIT_INTERRUPTED if interrupted else exit_code(result))
+
+
+def _try_project(obj: Ctx) -> Project | None:
+    """The project if it loads (a report folder can be rendered without one)."""
+    try:
+        return obj.project
+    except LeapfrogError:
+        return None
+
+
+def _settings(p: Project | None, run: Run) -> dict[str, Any]:
+    """Each suite's [settings] table, for the report to print (durations, QPS, ...)."""
+    if p is None:
+        return {}
+    return {name: p.suites[name].settings for name in run.suites if name in p.suites and p.suites[name].settings}
 
 
 def _render(run: Run, out_dir: Path, **kw: Any) -> list[Path]:
@@ -412,7 +427,8 @@ def compare(base: str, new: str, db: Path | None, threshold: float) -> None:
 @click.option(
     "--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Merged report."
 )
-def merge(folders: tuple[Path, ...], out_dir: Path) -> None:
+@click.pass_obj
+def merge(obj: Ctx, folders: tuple[Path, ...], out_dir: Path) -> None:
     """Merge shard report folders into one report (as if run unsharded)."""
     import json as _json
 
@@ -421,7 +437,7 @@ def merge(folders: tuple[Path, ...], out_dir: Path) -> None:
     merged = merge_folders(list(folders))
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "results.json").write_text(_json.dumps(merged.to_dict(), indent=1, ensure_ascii=False))
-    _render(merged, out_dir)
+    _render(merged, out_dir, settings=_settings(_try_project(obj), merged))
     n = sum(len(c.cases) for c in merged.cells)
     out.print(f"merged {len(folders)} folder(s): {len(merged.cells)} cells, {n} cases -> {out_dir}")
     sys.exit(exit_code(merged))
@@ -432,12 +448,13 @@ def merge(folders: tuple[Path, ...], out_dir: Path) -> None:
 
 @main.command()
 @click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
-def report(folder: Path) -> None:
+@click.pass_obj
+def report(obj: Ctx, folder: Path) -> None:
     """Render JUnit XML and index.html again from FOLDER/results.json."""
     from harness.report import load_run, render_all
 
     run = load_run(folder)
-    for path in render_all(run, folder):
+    for path in render_all(run, folder, settings=_settings(_try_project(obj), run)):
         out.print(str(path))
 
 

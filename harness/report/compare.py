@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from harness.model import CaseResult, CellResult, Run, Status
 
 #: Cases faster than this are too short to compare without noise dominating.
@@ -45,10 +47,10 @@ def case_slowdowns(run: Run, cell: CellResult) -> dict[str, float]:
 
 def target_slowdown(run: Run, target: str) -> float | None:
     """Geometric mean of the cell slowdowns of one target."""
-    ratios = [r for c in run.cells if c.target == target and (r := cell_slowdown(run, c))]
+    return geometric_mean([r for c in run.cells if c.target == target and (r := cell_slowdown(run, c))])
+
+
+def geometric_mean(ratios: list[float]) -> float | None:
     if not ratios:
         return None
-    prod = 1.0
-    for r in ratios:
-        prod *= r
-    return float(prod ** (1.0 / len(ratios)))
+    return float(math.exp(sum(math.log(r) for r in ratios) / len(ratios)))

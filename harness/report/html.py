@@ -1,93 +1,62 @@
-"""The HTML compatibility report: one self-contained ``index.html`` (no CDN).
+"""The HTML compatibility report: ``index.html``, plus ``cells/*.html`` for big runs.
+
+Self-contained: no CDN, font or script, and a Content-Security-Policy that
+forbids fetching or running anything, so the folder works from a file or any
+static host.  Charts are inline SVG drawn by pygal on the host.
 
 Rendered with Jinja2 from templates inside the package, autoescape on and
-``StrictUndefined``: everything from a target (names, messages, output) is
-untrusted and is escaped, never marked safe.
+``StrictUndefined``: everything from a target (names, messages, output,
+metrics, facts) is untrusted, cleaned of control characters in
+:mod:`harness.report.view` and escaped by the templates, never marked safe.
+
+Size: a run of up to :data:`INLINE_MAX_CASES` cases is one page.  Past that,
+``index.html`` keeps the overview (matrix, changes, failures, charts, targets),
+bounded whatever the run's size, and each cell gets pages of
+:data:`PAGE_SIZE` cases (``cells/<cell>.html``, ``cells/<cell>-2.html``, …).
 """
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import jinja2
 
-from harness.model import CellResult, Run, Status, Verdict
-from harness.report.compare import case_slowdowns, cell_slowdown, target_slowdown
+from harness.model import Metric, Run
+from harness.report import charts as _charts
 from harness.report.types import Comparison, RunSummary
+from harness.report.view import Report, build, change_kinds, target_colors
 
-STATUS_ORDER = [s.value for s in Status]
+#: Cases a run may have and still be shown on one page.
+INLINE_MAX_CASES: Final = 2000
+#: Cases per cell page when cells have pages of their own.
+PAGE_SIZE: Final = 1000
+CELLS_DIR: Final = "cells"
 
 
+@functools.cache
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(
+    return jinja2.Environment(
         loader=jinja2.PackageLoader("harness.report", "templates"),
         autoescape=True,
         undefined=jinja2.StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
+        auto_reload=False,
     )
-    env.filters["seconds"] = _seconds
-    env.filters["ratio"] = lambda r: "" if r is None else f"×{r:.1f}" if r >= 10 else f"×{r:.2f}"
-    return env
 
 
-def _seconds(s: float) -> str:
-    if s < 1:
-        return f"{s * 1000:.0f} ms"
-    if s < 120:
-        return f"{s:.1f} s"
-    return f"{int(s // 60)} min {int(s % 60)} s"
+def _chart_context(run: Run, report: Report) -> dict[str, Any]:
+    overview = [c for c in (_charts.slowdown_chart(run, report.slowdowns), _charts.outcome_chart(run)) if c is not None]
+    latency, latency_total = _charts.latency_charts(run)
+    trend = _charts.trend_charts(report.history, target_colors(run))
+    return {"overview": overview, "latency": latency, "latency_total": latency_total, "trend": trend}
 
 
-def cell_id(cell: CellResult) -> str:
-    return "cell-" + "".join(ch if ch.isalnum() else "-" for ch in f"{cell.target}--{cell.suite}")
-
-
-def context(run: Run) -> dict[str, Any]:
-    targets = [t.name for t in run.targets]
-    suites = run.suites
-    matrix = []
-    for s in suites:
-        row = []
-        for t in targets:
-            cell = run.cell(t, s)
-            row.append(
-                {
-                    "cell": cell,
-                    "id": cell_id(cell) if cell else "",
-                    "slowdown": cell_slowdown(run, cell) if cell else None,
-                    "counts": cell.counts() if cell else {},
-                }
-            )
-        matrix.append({"suite": s, "cells": row})
-    cells = []
-    for c in run.cells:
-        cells.append(
-            {
-                "cell": c,
-                "id": cell_id(c),
-                "slowdowns": case_slowdowns(run, c),
-                "counts": c.counts(),
-                "slowdown": cell_slowdown(run, c),
-            }
-        )
-    totals = dict.fromkeys(STATUS_ORDER, 0)
-    for c in run.cells:
-        for k, v in c.counts().items():
-            totals[k] += v
-    verdicts = {v.value: sum(1 for c in run.cells if c.verdict is v) for v in Verdict}
-    return {
-        "run": run,
-        "targets": run.targets,
-        "suites": suites,
-        "matrix": matrix,
-        "cells": cells,
-        "totals": totals,
-        "verdicts": verdicts,
-        "status_order": STATUS_ORDER,
-        "target_slowdown": {t: target_slowdown(run, t) for t in targets},
-    }
+def _write(path: Path, text: str) -> None:
+    path.write_bytes(text.encode("utf-8", "replace"))
 
 
 def render_html(
@@ -96,11 +65,37 @@ def render_html(
     *,
     comparison: Comparison | None = None,
     history: list[RunSummary] | None = None,
+    settings: Mapping[str, Mapping[str, Metric]] | None = None,
+    inline_max_cases: int = INLINE_MAX_CASES,
+    page_size: int = PAGE_SIZE,
 ) -> Path:
-    ctx = context(run)
-    ctx["comparison"] = comparison
-    ctx["history"] = history or []
-    html = _env().get_template("index.html.j2").render(**ctx)
+    """Write ``out/index.html`` (and ``out/cells/`` for a big run); return the index path.
+
+    ``comparison`` marks what changed since an earlier run; ``history`` (oldest
+    first) feeds the trend charts; ``settings`` maps a suite name to its
+    ``[settings]`` table, shown with the suite.
+    """
+    report = build(run, comparison=comparison, history=history, settings=settings)
+    cells_dir = out / CELLS_DIR
+    if cells_dir.is_dir():  # pages of an earlier rendering
+        for old in cells_dir.glob("*.html"):
+            old.unlink()
+    if report.total_cases > inline_max_cases:
+        report.paginate(max(1, page_size))
+    report.changes = change_kinds(report)
+    env = _env()
+    out.mkdir(parents=True, exist_ok=True)
+    if report.split:
+        cells_dir.mkdir(exist_ok=True)
+        page = env.get_template("cell.html.j2")
+        for v in report.cells:
+            for i, name in enumerate(v.pages):
+                start = i * report.page_size
+                stop = min(start + report.page_size, len(v.rows))
+                _write(cells_dir / name, page.render(report=report, v=v, page=i, start=start, stop=stop))
+    elif cells_dir.is_dir() and not any(cells_dir.iterdir()):
+        cells_dir.rmdir()
+    html = env.get_template("index.html.j2").render(report=report, charts=_chart_context(run, report))
     path = out / "index.html"
-    path.write_bytes(html.encode("utf-8", "replace"))
+    _write(path, html)
     return path
