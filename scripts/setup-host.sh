@@ -44,5 +44,19 @@ if ! docker version >/dev/null 2>&1; then
 fi
 
 PY=${PYTHON:-python3}
-"$PY" -m pip install -q -e '.[dev]' 2>&1 | grep -v -e "^WARNING: Location" -e "Running pip as the 'root'" || true
+pip_quiet() {
+  "$PY" -m pip install -q "$@" 2>&1 | grep -v -e "^WARNING: Location" -e "Running pip as the 'root'" || true
+}
+# The native baseline needs torch: take a CPU build. Plain `pip install torch`
+# would fetch a CUDA build of several GB.
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  if ls /opt/wheels/torch-*+cpu-*.whl >/dev/null 2>&1; then
+    pip_quiet /opt/wheels/torch-*+cpu-*.whl
+  else
+    pip_quiet torch --index-url https://download.pytorch.org/whl/cpu
+  fi
+fi
+pip_quiet -e '.[dev,baseline]'
+"$PY" -c "import harness, numpy, onnxruntime, sklearn, torch, mlperf_loadgen" \
+  || { echo "setup: the Python packages did not install; see the pip output above" >&2; exit 1; }
 echo "setup: done ($("$PY" -m harness.cli --version 2>/dev/null || echo leapfrog))"
