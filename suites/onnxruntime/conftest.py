@@ -1,0 +1,201 @@
+"""Shared helpers for the onnxruntime suite.
+
+The models (``models/*.onnx``) and golden outputs (``golden/*.npz``) are
+written by ``make_golden.py`` on a native x86-64 host with the image's onnx /
+onnxruntime versions. Every numeric comparison goes through
+:func:`assert_close` or :func:`assert_same`, which record the error as metrics
+and fail with the numbers in the message.
+
+The ``metrics`` fixture comes from the harness probe plugin, not from here.
+
+Import order matters on Debian: there python3-onnx and python3-onnxruntime
+share one ``libonnx.so.1``, so onnxruntime's own operator schemas land in
+onnx's registry, and ``onnx.reference`` refuses to load once they are there.
+Importing ``onnx.reference`` first (here, before any test module) keeps the
+reference evaluator usable; ``test_packaging.py`` records the clash itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx.reference  # noqa: F401  (before onnxruntime: see the module docstring)
+import onnxruntime as ort
+import pytest
+
+HERE = Path(__file__).parent
+GOLDEN = HERE / "golden"
+MODELS_DIR = HERE / "models"
+MODELS = ("mlp", "cnn", "transformer", "quant")
+Metrics = dict[str, Any]
+Outputs = dict[str, np.ndarray]
+
+# The optimisation levels a session may run at, by their short names in metrics.
+OPT_LEVELS = {
+    "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+    "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+    "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+    "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
+}
+
+# Float tolerances against the x86-64 golden. The models are small (K <= 256 terms
+# per dot product, values O(1)); float32 kernels on different CPUs and onnxruntime
+# versions differ in summation order, fused multiply-add use and the polynomial
+# behind exp/erf/tanh, which moves results by a few float32 ulps (observed <= 1e-6 between
+# x86-64 and riscv64, and between onnxruntime 1.21 and 1.32).
+# A wrong kernel is off by 1e-2 or more.
+FLOAT_RTOL = 1e-4
+FLOAT_ATOL = 1e-5
+
+
+def model_path(name: str) -> Path:
+    return MODELS_DIR / f"{name}.onnx"
+
+
+def load_golden(name: str) -> dict[str, np.ndarray]:
+    """All arrays of ``golden/<name>.npz`` (loaded eagerly; the files are small)."""
+    with np.load(GOLDEN / f"{name}.npz", allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}
+
+
+def golden_outputs(name: str) -> Outputs:
+    return {k.removeprefix("out."): v for k, v in load_golden(name).items() if k.startswith("out.")}
+
+
+def golden_meta() -> dict[str, Any]:
+    meta: dict[str, Any] = json.loads((GOLDEN / "meta.json").read_text(encoding="utf-8"))
+    return meta
+
+
+def settings() -> dict[str, Any]:
+    """The suite's ``[settings]`` table, as the harness passes it."""
+    data: dict[str, Any] = json.loads(os.environ.get("LEAPFROG_SETTINGS", "{}") or "{}")
+    return data
+
+
+def session(
+    name: str,
+    *,
+    level: str = "all",
+    intra_threads: int = 0,
+    inter_threads: int = 0,
+    sequential: bool = True,
+    optimized_path: Path | None = None,
+) -> ort.InferenceSession:
+    """A CPU session for ``models/<name>.onnx`` with the given options (0 threads = onnxruntime's default)."""
+    opts = ort.SessionOptions()
+    opts.graph_optimization_level = OPT_LEVELS[level]
+    opts.intra_op_num_threads = intra_threads
+    opts.inter_op_num_threads = inter_threads
+    opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL if sequential else ort.ExecutionMode.ORT_PARALLEL
+    if optimized_path is not None:
+        opts.optimized_model_filepath = str(optimized_path)
+    return ort.InferenceSession(str(model_path(name)), sess_options=opts, providers=["CPUExecutionProvider"])
+
+
+def run(sess: ort.InferenceSession, x: np.ndarray) -> Outputs:
+    names = [o.name for o in sess.get_outputs()]
+    return dict(zip(names, sess.run(names, {"x": x}), strict=True))
+
+
+def _errors(actual: np.ndarray, golden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    a = actual.astype(np.float64)
+    g = golden.astype(np.float64)
+    both_nan = np.isnan(a) & np.isnan(g)
+    diff = np.where(both_nan, 0.0, np.abs(a - g))
+    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
+    scale = np.abs(g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(diff == 0, 0.0, diff / np.where(scale > 0, scale, np.inf))
+    rel = np.where((diff > 0) & (scale == 0), np.inf, rel)
+    return diff, rel
+
+
+def assert_close(name: str, actual: Any, golden: Any, *, rtol: float, atol: float, metrics: Metrics) -> None:
+    """Fail unless ``|actual - golden| <= atol + rtol * |golden|`` element-wise.
+
+    Records ``<name>.max_abs_err`` and ``<name>.max_rel_err``.
+    """
+    a = np.asarray(actual)
+    g = np.asarray(golden)
+    if a.shape != g.shape or a.dtype != g.dtype:
+        pytest.fail(f"{name}: got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
+    diff, rel = _errors(a, g)
+    max_abs = float(diff.max(initial=0.0))
+    max_rel = float(rel.max(initial=0.0))
+    metrics[f"{name}.max_abs_err"] = max_abs
+    metrics[f"{name}.max_rel_err"] = max_rel
+    bad = diff > atol + rtol * np.abs(g.astype(np.float64))
+    if bad.any():
+        where = np.unravel_index(int(np.argmax(np.where(bad, diff, -1.0))), a.shape)
+        pytest.fail(
+            f"{name}: {int(bad.sum())} of {a.size} values outside tolerance (rtol={rtol:g}, atol={atol:g}): "
+            f"max_abs_err={max_abs:.3g} max_rel_err={max_rel:.3g}; worst at index {tuple(map(int, where))}: "
+            f"got {a[where]!r}, golden {g[where]!r}"
+        )
+
+
+def assert_same(name: str, actual: Any, golden: Any, *, metrics: Metrics) -> None:
+    """Exact equality (dtype, shape and every value). Records ``<name>.mismatches`` and ``<name>.max_abs_err``."""
+    a = np.asarray(actual)
+    g = np.asarray(golden)
+    if a.shape != g.shape or a.dtype != g.dtype:
+        pytest.fail(f"{name}: got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
+    differ = (a != g) & ~(np.isnan(a) & np.isnan(g)) if a.dtype.kind == "f" else a != g
+    count = int(np.count_nonzero(differ))
+    diff, _ = _errors(a, g)
+    metrics[f"{name}.mismatches"] = count
+    metrics[f"{name}.max_abs_err"] = float(diff.max(initial=0.0))
+    if count:
+        first = tuple(int(i) for i in np.argwhere(differ)[0])
+        pytest.fail(
+            f"{name}: {count} of {a.size} values differ from the golden (max_abs_err={float(diff.max()):.3g}); "
+            f"first at index {first}: got {a[first]!r}, golden {g[first]!r}"
+        )
+
+
+def check_outputs(
+    label: str, outputs: Outputs, golden: Outputs, *, metrics: Metrics, keys: tuple[str, ...] | None = None
+) -> None:
+    """Compare every (or the named) output: integers exactly, floats within FLOAT_RTOL/FLOAT_ATOL."""
+    for key in keys or tuple(golden):
+        if golden[key].dtype.kind in "iu":
+            # Integer tensors of the quantized model: integer arithmetic and round-half-to-even
+            # requantization are specified exactly by ONNX, so any difference is a wrong answer.
+            assert_same(f"{label}.{key}", outputs[key], golden[key], metrics=metrics)
+        else:
+            assert_close(f"{label}.{key}", outputs[key], golden[key], rtol=FLOAT_RTOL, atol=FLOAT_ATOL, metrics=metrics)
+
+
+def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
+    """Median and p90 wall time of ``fn()`` in milliseconds (after one warm-up call)."""
+    fn()
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    samples.sort()
+    p90 = samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))]
+    return statistics.median(samples), p90
+
+
+@pytest.fixture(scope="session")
+def arch() -> str:
+    """Normalised machine name: x86_64, riscv64, aarch64, ..."""
+    machine = platform.machine().lower()
+    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+
+
+@pytest.fixture(scope="session")
+def bench_repeats() -> int:
+    return int(settings().get("bench_repeats", 20))
