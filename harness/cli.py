@@ -226,21 +226,11 @@ def run(
         interrupted = True
         result = runner.run
         console.print("[yellow]interrupted:[/] targets stopped; rendering what finished.", markup=True)
-    comparison = None
-    history_rows = None
-    if not no_history and not interrupted:
-        from harness import history
-
-        history.record(result, db=db, report=out_dir)
-        base = history.previous_comparable(result, db=db)
-        if base:
-            comparison = history.compare_ids(base, result.run_id, db=db)
-        history_rows = history.summaries(db=db)
-    written = _render(result, out_dir, comparison=comparison, history=history_rows, settings=_settings(p, result))
-    _summary(result, time.monotonic() - started)
-    if comparison:
-        _print_changes(comparison)
-    console.print(f"report: {out_dir / 'index.html'}  ({len(written)} files + results.json)")
+    try:
+        _finish(p, result, out_dir, db=db, record=not no_history and not interrupted, started=started)
+    except KeyboardInterrupt:
+        console.print(f"interrupted while writing the report; results.json in {out_dir} is complete up to here.")
+        interrupted = True
     if interrupted:
         console.print(f"resume with: leapfrog run --resume {out_dir}")
     sys.exit(EXIT_INTERRUPTED if interrupted else exit_code(result))
@@ -259,6 +249,25 @@ def _settings(p: Project | None, run: Run) -> dict[str, Any]:
     if p is None:
         return {}
     return {name: p.suites[name].settings for name in run.suites if name in p.suites and p.suites[name].settings}
+
+
+def _finish(p: Project, result: Run, out_dir: Path, *, db: Path | None, record: bool, started: float) -> None:
+    """Record the run in the history, compare with the previous one, render, summarise."""
+    comparison = None
+    history_rows = None
+    if record:
+        from harness import history
+
+        history.record(result, db=db, report=out_dir)
+        base = history.previous_comparable(result, db=db)
+        if base:
+            comparison = history.compare_ids(base, result.run_id, db=db)
+        history_rows = history.summaries(db=db)
+    written = _render(result, out_dir, comparison=comparison, history=history_rows, settings=_settings(p, result))
+    _summary(result, time.monotonic() - started)
+    if comparison:
+        _print_changes(comparison)
+    console.print(f"report: {out_dir / 'index.html'}  ({len(written)} files + results.json)")
 
 
 def _render(run: Run, out_dir: Path, **kw: Any) -> list[Path]:

@@ -200,6 +200,8 @@ class CellRunner:
         self, target: Target, cell: PlannedCell, options: RunOptions, emit: Event, missing: list[str] | None = None
     ) -> None:
         self.missing = missing or []
+        #: Cases already announced while pytest was still running (see _Tail).
+        self.streamed: set[str] = set()
         #: Set to the key packages to have the probe report the target's facts.
         self.want_facts: list[str] | None = None
         self.facts: dict[str, Any] | None = None
@@ -272,7 +274,8 @@ class CellRunner:
                 if remaining <= 0:
                     message = f"the cell ran out of its {suite.timeout:.0f} s budget"
                     break
-                proc = t.run(argv, timeout=remaining, env=env, cwd=f"{base}/suite")
+                with _Tail(t.local_path(f"{base}/results.jsonl"), self._stream):
+                    proc = t.run(argv, timeout=remaining, env=env, cwd=f"{base}/suite")
                 log_parts.append(
                     f"$ pytest (pass {attempt + 1}) exit={proc.exit_code} signal={signal_name(proc.signal)} "
                     f"timed_out={proc.timed_out} wall={proc.wall:.1f}s\n"
@@ -289,7 +292,8 @@ class CellRunner:
                 for c in out.cases:
                     if c.name not in done:
                         done[c.name] = c
-                        self.emit("case", {"target": self.target.name, "suite": suite.name, "case": c})
+                        if c.name not in self.streamed:
+                            self.emit("case", {"target": self.target.name, "suite": suite.name, "case": c})
                 dying = [n for n in out.started if n not in done]
                 if proc.ok or (proc.exit_code in (1,) and out.ended):
                     break
@@ -348,6 +352,12 @@ class CellRunner:
             log=_tail("\n".join(log_parts), MAX_LOG),
         )
 
+    def _stream(self, cases: list[CaseResult]) -> None:
+        for c in cases:
+            if c.name not in self.streamed:
+                self.streamed.add(c.name)
+                self.emit("case", {"target": self.target.name, "suite": self.cell.suite.name, "case": c})
+
     def _health_check(self) -> None:
         """After a host-driven suite: is the target itself still alive?  If not, that is infrastructure."""
         probe = self.target.run(["true"], timeout=60)
@@ -389,6 +399,55 @@ class CellRunner:
                     c.flaky = True
                     c.message = f"flaky: failed, then passed on re-run {n + 1}. First failure:\n{first.message}"
                     done[c.name] = c
+
+
+class _Tail:
+    """While pytest runs, read the probe's results file from the host and announce finished cases.
+
+    Only for targets with a host-readable path (chroot, native); a case counts
+    once it is a complete line, so a half-written line is left for the next look.
+    """
+
+    INTERVAL = 0.5
+
+    def __init__(self, path: Path | None, on_cases: Callable[[list[CaseResult]], None]) -> None:
+        self.path = path
+        self.on_cases = on_cases
+        self.offset = 0
+        self.stop = threading.Event()
+        self.thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Tail:
+        if self.path is not None:
+            self.thread = threading.Thread(target=self._loop, name="leapfrog-tail", daemon=True)
+            self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        if self.thread is not None:
+            self.thread.join(timeout=5)
+
+    def _loop(self) -> None:
+        while not self.stop.wait(self.INTERVAL):
+            self.poll()
+
+    def poll(self) -> None:
+        assert self.path is not None
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.offset)
+                chunk = f.read(MAX_RESULT_LINE * 4)
+        except OSError:
+            return
+        end = chunk.rfind(b"\n")
+        if end < 0:
+            return
+        self.offset += end + 1
+        lines = chunk[: end + 1].decode("utf-8", "replace").splitlines()
+        cases = parse_probe_lines(lines).cases
+        if cases:
+            self.on_cases(cases)
 
 
 def host_target() -> Target:

@@ -42,9 +42,10 @@ def ensure_image(
 ) -> CachedImage:
     """Return a cached image holding ``packages``, building it if needed.
 
-    A cached image with a superset of the packages is reused as it is; else, a
-    cached image with a subset is copied and the missing packages are added
-    with apt (``layering``); else mmdebstrap builds it from scratch.
+    A cached image with a superset of the packages is reused as it is; else the
+    cached image sharing the most packages is copied and the missing ones are
+    added with apt (``layering``; the result keeps the base's extras, so it is
+    a superset); else mmdebstrap builds it from scratch.
     """
     if spec.source != "build":
         raise ImageError(f'image source "{spec.source}" has no root filesystem folder to build.')
@@ -57,6 +58,9 @@ def ensure_image(
     found = find_image(spec.distro, spec.release, spec.arch, spec.mirror, pkgs)
     if found:
         return found
+    base = find_base(spec.distro, spec.release, spec.arch, spec.mirror, pkgs) if layering else None
+    if base is not None:
+        pkgs = sorted(set(pkgs) | set(base.meta.packages))  # what the layered image will hold
     key = image_key(spec.distro, spec.release, spec.arch, spec.mirror, pkgs)
     name = f"{spec.distro}-{spec.release}-{spec.arch}-{key}"
     root = images_dir()
@@ -71,7 +75,6 @@ def ensure_image(
         shutil.rmtree(folder, ignore_errors=True)  # leftovers of an interrupted build
         folder.mkdir(parents=True)
         start = time.monotonic()
-        base = find_base(spec.distro, spec.release, spec.arch, spec.mirror, pkgs) if layering else None
         try:
             if base is not None:
                 extra = sorted(set(pkgs) - set(base.meta.packages))

@@ -136,16 +136,21 @@ def find_image(distro: str, release: str, arch: str, mirror: str, packages: list
 
 
 def find_base(distro: str, release: str, arch: str, mirror: str, packages: list[str]) -> CachedImage | None:
-    """The cached image with the most of ``packages`` and nothing else: a base to layer on."""
+    """The cached image sharing the most packages with ``packages``: a base to layer on.
+
+    Layering adds what is missing; what the base has beyond ``packages`` stays
+    (a superset serves the request just as well, and later requests reuse it).
+    """
     want = set(packages)
     best: CachedImage | None = None
+    best_overlap = 0
     for img in list_images():
         m = img.meta
         if (m.distro, m.release, m.arch, m.mirror, m.recipe) != (distro, release, arch, mirror, RECIPE_VERSION):
             continue
-        have = set(m.packages)
-        if have <= want and (best is None or len(have) > len(best.meta.packages)):
-            best = img
+        overlap = len(set(m.packages) & want)
+        if overlap > best_overlap or (overlap == best_overlap and best and len(m.packages) < len(best.meta.packages)):
+            best, best_overlap = img, overlap
     return best
 
 

@@ -127,6 +127,14 @@ class Target(abc.ABC):
     def stop(self) -> None:
         """Release everything ``start`` took.  Always safe, also twice, on error and Ctrl-C."""
 
+    def local_path(self, remote: str) -> Path | None:
+        """A host path where ``remote`` can be read while commands run, if there is one.
+
+        Lets the runner stream results as cases finish; backends without one
+        (containers, VMs) deliver them when the pytest process ends.
+        """
+        return None
+
     def make_temp_dir(self) -> str:
         """A fresh private folder inside the target (``mktemp -d``); backends may do it faster."""
         done = self.run(["mktemp", "-d", "/tmp/leapfrog.XXXXXXXX"], timeout=60)

@@ -292,6 +292,9 @@ class ChrootTarget(Target):
             raise TargetError(f'target {self.name}: "{remote}" is missing or a link; not copied.')
         copy_regular(src, local)
 
+    def local_path(self, remote: str) -> Path | None:
+        return self._inside(remote)
+
     def make_temp_dir(self) -> str:
         """Made from the host side: no emulated process to start."""
         tmp = self._require_root() / "tmp"

@@ -71,6 +71,9 @@ class NativeTarget(Target):
             raise TargetError(f"native target: {remote} does not exist.")
         _copy(src, local)
 
+    def local_path(self, remote: str) -> Path | None:
+        return Path(remote)
+
     def forward(self, port: int) -> tuple[str, int]:
         return ("127.0.0.1", port)
 
