@@ -529,6 +529,11 @@ def images_build(obj: Ctx, targets: tuple[str, ...], suites: tuple[str, ...]) ->
             took = time.monotonic() - start
             out.print(f"{t.name}: {img.meta.name} ({len(img.meta.packages)} packages, {took:.1f}s) {img.rootfs}")
             seen.add(img.meta.key)
+        if t.kind == "docker":  # import it into the engine now, not on the first run
+            from harness.targets import make_target
+
+            ref = make_target(t, packages=plan.packages_for(t)).prepare()  # type: ignore[attr-defined]
+            out.print(f"{t.name}: docker image {ref}")
 
 
 @images.command("fetch")
@@ -593,6 +598,8 @@ def images_rm(names: tuple[str, ...], all_: bool) -> None:
     for img in chosen:
         remove_image(img)
         out.print(f"removed {img.meta.name}")
+    if chosen:
+        out.print("Docker images made from them (leapfrog/<name>:<key>) stay in the engine: docker image prune")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,7 +31,8 @@ def _type_name(tp: Any) -> str:
     origin = typing.get_origin(tp)
     if origin in (list, tuple):
         (arg, *_) = typing.get_args(tp)
-        return f"a list of {_type_name(arg)}s"
+        inner = {str: "strings", int: "integers", float: "numbers", bool: "booleans"}.get(arg, _type_name(arg))
+        return f"a list of {inner}"
     if origin is dict:
         return "a table of strings"
     if origin in (typing.Union, types.UnionType):

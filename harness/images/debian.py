@@ -82,6 +82,8 @@ def build_rootfs(
         proc.wait()
         shutil.rmtree(dest, ignore_errors=True)
         raise
+    finally:
+        proc.stdout.close()
     if rc != 0:
         shutil.rmtree(dest, ignore_errors=True)
         text = "\n".join(tail)

@@ -470,6 +470,7 @@ class DockerTarget(Target):
     kind: ClassVar[str] = "docker"
     needs_image: ClassVar[bool] = True
     emulation: ClassVar[str] = "qemu-user"
+    facts_from_probe: ClassVar[bool] = True
 
     @dataclasses.dataclass(frozen=True)
     class Options:
@@ -1074,7 +1075,10 @@ class DockerTarget(Target):
         raise TargetError(f"target {self.name}: the engine published no host port for {port}/tcp.")
 
     def facts(self) -> TargetFacts:
-        facts = probe_facts(self)
+        return self.enrich_facts(probe_facts(self))
+
+    def enrich_facts(self, facts: TargetFacts) -> TargetFacts:
+        facts.emulation = self.emulation
         facts.cpu_model = self.options.cpu or "qemu-user default"
         facts.extra["docker_image"] = self.image_ref
         with contextlib.suppress(Exception):

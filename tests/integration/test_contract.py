@@ -24,6 +24,8 @@ BACKENDS = [
     pytest.param("native", id="native"),
     pytest.param("debian-trixie-riscv64", id="chroot", marks=pytest.mark.chroot),
     pytest.param("debian-trixie-riscv64-rvv", id="chroot-rvv", marks=pytest.mark.chroot),
+    pytest.param("debian-trixie-riscv64-docker", id="docker", marks=pytest.mark.docker),
+    pytest.param("debian-trixie-riscv64-vm", id="qemu-vm", marks=pytest.mark.qemu_vm),
 ]
 
 

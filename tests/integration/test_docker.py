@@ -1,0 +1,421 @@
+"""The docker backend against a real dockerd and the real Debian riscv64 image.
+
+The engine is the local one (DOCKER_HOST, else /var/run/docker.sock); when none
+answers and we are root with ``dockerd`` installed, one is started for the
+session (log in /tmp/dockerd.log) and stopped after.  The image is the shared
+``debian_image`` every integration test uses, imported into Docker once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import lzma
+import os
+import shutil
+import subprocess
+import tarfile
+import threading
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import docker
+import pytest
+
+from harness.config import TargetConfig, load_project, load_suite
+from harness.errors import TargetError
+from harness.images import CachedImage
+from harness.model import Verdict
+from harness.plan import make_plan
+from harness.runner import Runner, RunOptions
+from harness.targets import make_target
+from harness.targets.base import OUTPUT_LIMIT
+from harness.targets.docker import DockerTarget, image_tag, load_archive
+from tests.conftest import with_options
+from tests.integration.conftest import ROOT
+
+pytestmark = [pytest.mark.integration, pytest.mark.docker]
+
+TARGET = "debian-trixie-riscv64-docker"
+
+
+def _ping(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Any]:
+    """A docker SDK client of a live engine; starts dockerd when none answers (root only)."""
+    started: subprocess.Popen[bytes] | None = None
+    if not Path("/var/run/docker.sock").exists() and not os.environ.get("DOCKER_HOST"):
+        if shutil.which("dockerd") is None or os.geteuid() != 0:
+            pytest.skip("no Docker engine answers and dockerd cannot be started here (apt-get install docker.io)")
+        with open("/tmp/dockerd.log", "ab") as log:
+            started = subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+        for _ in range(120):
+            if Path("/var/run/docker.sock").exists():
+                break
+            time.sleep(0.5)
+    client = docker.from_env(timeout=300)
+    for _ in range(60):
+        if _ping(client):
+            break
+        time.sleep(0.5)
+    else:
+        client.close()
+        pytest.fail("the Docker engine does not answer; see /tmp/dockerd.log")
+    try:
+        yield client
+    finally:
+        client.close()
+        if started is not None:
+            started.terminate()
+            started.wait(60)
+
+
+def our_containers(client: Any) -> set[str]:
+    """Containers this test process (any target) created and has not removed."""
+    found = client.api.containers(all=True, filters={"label": ["leapfrog=1", f"leapfrog.pid={os.getpid()}"]})
+    return {c["Id"] for c in found}
+
+
+@pytest.fixture(scope="module")
+def config() -> TargetConfig:
+    return load_project(ROOT).targets[TARGET]
+
+
+def started(cfg: TargetConfig, image: CachedImage, progress: list[str] | None = None) -> DockerTarget:
+    t = make_target(cfg, packages=list(image.meta.packages), progress=(progress or []).append)
+    assert isinstance(t, DockerTarget)
+    t.start()
+    return t
+
+
+@pytest.fixture(scope="module")
+def target(debian_image: CachedImage, engine: Any, config: TargetConfig) -> Iterator[DockerTarget]:
+    messages: list[str] = []
+    begin = time.monotonic()
+    t = started(config, debian_image, messages)
+    print(f"\ndocker target up in {time.monotonic() - begin:.1f}s, timings {t.timings}; {messages}")
+    try:
+        yield t
+    finally:
+        t.stop()
+        assert our_containers(engine) == set()
+
+
+# --------------------------------------------------------------------------- image
+
+
+def test_image_is_riscv64_tagged_by_key_and_reused(
+    target: DockerTarget, debian_image: CachedImage, engine: Any, config: TargetConfig
+) -> None:
+    tag = image_tag(debian_image.meta)
+    assert target.image_ref == tag
+    info = engine.api.inspect_image(tag)
+    assert (info["Os"], info["Architecture"]) == ("linux", "riscv64")
+    assert info["Config"]["Labels"]["leapfrog.image"] == debian_image.meta.name
+    messages: list[str] = []
+    again = started(config, debian_image, messages)
+    try:
+        assert again.image_ref == tag
+        assert not [m for m in messages if "importing" in m]
+        assert again.timings["image"] < 30
+    finally:
+        again.stop()
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def test_exit_codes_and_streams(target: DockerTarget) -> None:
+    done = target.run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=60)
+    assert (done.exit_code, done.signal, done.stdout, done.stderr) == (3, None, "out\n", "err\n")
+    assert not done.timed_out
+    assert target.run(["true"], timeout=60).ok
+    missing = target.run(["no-such-program"], timeout=60)
+    assert missing.exit_code == 127
+    assert "not found" in missing.stderr
+
+
+def test_death_by_signal_is_reported_as_a_signal(target: DockerTarget) -> None:
+    done = target.run(["sh", "-c", "kill -SEGV $$"], timeout=60)
+    assert (done.exit_code, done.signal) == (None, 11)
+
+
+def test_env_and_cwd_with_non_ascii_text(target: DockerTarget) -> None:
+    done = target.run(["sh", "-c", 'echo "$LEAPFROG_X" && pwd'], timeout=60, env={"LEAPFROG_X": "é ü 中"}, cwd="/tmp")
+    assert done.stdout.splitlines() == ["é ü 中", "/tmp"]
+    bad = target.run(["pwd"], timeout=60, cwd="/no/such/folder")
+    assert bad.exit_code == 125
+    assert "/no/such/folder" in bad.stderr
+
+
+def test_large_output_is_bounded_not_fatal(target: DockerTarget) -> None:
+    done = target.run(["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo tail >&2"], timeout=120)
+    assert done.ok
+    assert len(done.stdout) < OUTPUT_LIMIT + 200
+    assert done.stdout.startswith("x" * 1000)
+    assert f"{3000000 - OUTPUT_LIMIT} bytes dropped" in done.stdout
+    assert done.stderr == "tail\n"
+
+
+def test_invalid_utf8_is_replaced(target: DockerTarget) -> None:
+    assert target.run(["printf", "a\\377b"], timeout=60).stdout == "a\ufffdb"
+
+
+def test_put_get_round_trip_of_a_folder(target: DockerTarget, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("hello ✓\n")
+    (src / "sub" / "b.bin").write_bytes(bytes(range(256)) * 100)
+    base = target.run(["mktemp", "-d"], timeout=60).stdout.strip()
+    target.put(src, f"{base}/not/yet/there/copy")  # missing parents are made
+    listing = target.run(["sh", "-c", f"cd {base}/not/yet/there/copy && find . -type f | sort"], timeout=60)
+    assert listing.stdout.split() == ["./a.txt", "./sub/b.bin"]
+    owners = target.run(["stat", "-c", "%u:%g", f"{base}/not/yet/there/copy/a.txt"], timeout=60)
+    assert owners.stdout.strip() == "0:0"
+    back = tmp_path / "back"
+    target.get(f"{base}/not/yet/there/copy", back)
+    assert (back / "a.txt").read_text() == "hello ✓\n"
+    assert (back / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 100
+    target.put(src / "a.txt", f"{base}/single.txt")
+    target.get(f"{base}/single.txt", tmp_path / "single.txt")
+    assert (tmp_path / "single.txt").read_text() == "hello ✓\n"
+    target.run(["rm", "-rf", base], timeout=60)
+
+
+def test_get_refuses_links_and_missing_paths(target: DockerTarget, tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match="links and devices are not copied"):
+        target.get("/bin", tmp_path / "bin")  # /bin -> usr/bin in Debian
+    with pytest.raises(TargetError, match="does not exist in the container"):
+        target.get("/no/such/file", tmp_path / "x")
+    assert sorted(tmp_path.iterdir()) == []
+
+
+def test_timeout_kills_the_whole_process_tree(target: DockerTarget) -> None:
+    start = time.monotonic()
+    tree = "setsid sleep 300 & env -i /usr/bin/sleep 301 & sleep 302 & wait"
+    done = target.run(["sh", "-c", tree], timeout=3)
+    assert done.timed_out
+    assert (done.exit_code, done.signal) == (None, 9)
+    assert time.monotonic() - start < 30
+    left = target.run(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"], timeout=60).stdout
+    assert "sleep infinity" in left  # the listing itself worked
+    for n in (300, 301, 302):
+        assert f"sleep {n}" not in left
+
+
+def test_background_children_end_with_their_command(target: DockerTarget) -> None:
+    start = time.monotonic()
+    done = target.run(["sh", "-c", "sleep 303 & echo started"], timeout=60)
+    assert done.stdout == "started\n"
+    assert time.monotonic() - start < 20
+    left = target.run(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"], timeout=60).stdout
+    assert "sleep 303" not in left
+
+
+def test_facts(target: DockerTarget) -> None:
+    facts = target.facts()
+    assert facts.arch == "riscv64"
+    assert facts.isa.startswith("rv64")
+    assert {"i", "m", "a", "f", "d", "c"} <= set(facts.extensions)
+    assert facts.os_id == "debian"
+    assert facts.emulation == "qemu-user"
+    assert facts.python.startswith("3.")
+    assert facts.extra["docker_image"] == target.image_ref
+
+
+def test_cpu_option_turns_on_the_vector_extension(debian_image: CachedImage, engine: Any, config: TargetConfig) -> None:
+    t = started(with_options(config, cpu="rv64,v=true,vlen=256,vext_spec=v1.0"), debian_image)
+    try:
+        facts = t.facts()
+        assert "v" in facts.extensions
+        assert facts.cpu_model == "rv64,v=true,vlen=256,vext_spec=v1.0"
+    finally:
+        t.stop()
+
+
+def test_containers_of_a_killed_run_are_removed_at_the_next_start(
+    target: DockerTarget, debian_image: CachedImage, engine: Any, config: TargetConfig
+) -> None:
+    dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process can have it
+    labels = dict(engine.api.inspect_container(target.container_id)["Config"]["Labels"])
+    labels.update({"leapfrog.pid": str(dead_pid), "leapfrog.run": "left-by-kill-9"})
+    orphan = engine.api.create_container(target.image_ref, command=["sleep", "infinity"], labels=labels)["Id"]
+    t = started(config, debian_image)
+    try:
+        with pytest.raises(docker.errors.NotFound):
+            engine.api.inspect_container(orphan)
+        assert target.container_id is not None
+        assert engine.api.inspect_container(target.container_id)["State"]["Running"]  # alive owner: kept
+    finally:
+        t.stop()
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.api.remove_container(orphan, force=True)
+
+
+# --------------------------------------------------------------------------- isolation and limits
+
+
+def test_container_is_unprivileged_without_network_or_mounts(target: DockerTarget, engine: Any) -> None:
+    assert target.container_id is not None
+    info = engine.api.inspect_container(target.container_id)
+    host = info["HostConfig"]
+    assert host["Privileged"] is False
+    assert host["NetworkMode"] == "none"
+    assert not host.get("Binds")
+    assert info["Mounts"] == []
+    labels = info["Config"]["Labels"]
+    assert labels["leapfrog"] == "1"
+    assert labels["leapfrog.run"] == target.run_id
+    nets = target.run(["ls", "/sys/class/net"], timeout=60)
+    assert nets.stdout.split() == ["lo"]
+    with pytest.raises(TargetError, match='Set "network = true"'):
+        target.forward(8000)
+
+
+def test_limits_network_and_a_published_port(debian_image: CachedImage, engine: Any, config: TargetConfig) -> None:
+    cfg = with_options(config, cpus=1.5, memory="1g", network=True, ports=[8000])
+    t = started(cfg, debian_image)
+    try:
+        assert t.container_id is not None
+        host = engine.api.inspect_container(t.container_id)["HostConfig"]
+        assert (host["NanoCpus"], host["Memory"], host["NetworkMode"]) == (1_500_000_000, 1 << 30, "bridge")
+        errors: list[BaseException] = []
+
+        def serve() -> None:
+            with contextlib.suppress(TargetError):  # the container goes away under it at the end
+                t.run(["python3", "-m", "http.server", "8000", "--directory", "/etc"], timeout=120)
+
+        server = threading.Thread(target=serve, daemon=True)
+        server.start()
+        addr, port = t.forward(8000)
+        assert addr == "127.0.0.1"
+        body = b""
+        for _ in range(120):
+            try:
+                with urllib.request.urlopen(f"http://{addr}:{port}/os-release", timeout=5) as resp:
+                    body = resp.read()
+                break
+            except OSError as e:
+                errors.append(e)
+                time.sleep(0.5)
+        assert b"Debian" in body, errors[-3:]
+    finally:
+        t.stop()
+    server.join(30)
+    assert not server.is_alive()
+
+
+def test_docker_rm_mid_command_is_a_target_error(debian_image: CachedImage, engine: Any, config: TargetConfig) -> None:
+    t = started(config, debian_image)
+    try:
+        cid = t.container_id
+        assert cid is not None
+        killer = threading.Timer(3, lambda: engine.api.remove_container(cid, force=True))
+        killer.start()
+        with pytest.raises(TargetError, match="disappeared"):
+            t.run(["sleep", "60"], timeout=120)
+        killer.join()
+    finally:
+        t.stop()  # the container is gone already: still safe
+    assert cid not in our_containers(engine)
+
+
+# --------------------------------------------------------------------------- the runner
+
+
+HOST_DRIVEN = """
+def test_target_fixture(target):
+    done = target.run(["uname", "-m"], timeout=60)
+    assert done.stdout.strip() == "riscv64"
+"""
+
+
+def test_runner_runs_suites_and_leaves_no_container(
+    debian_image: CachedImage, engine: Any, config: TargetConfig, tmp_path: Path, write_suite: Any
+) -> None:
+    before = our_containers(engine)
+    quick = load_suite(ROOT / "tests" / "integration" / "suites" / "quick")
+    host = load_suite(write_suite("hostdriven", {"test_h.py": HOST_DRIVEN}, toml='kind = "host-driven"\n'))
+    plan = make_plan([config], [quick, host])
+    run = Runner(plan, RunOptions(out=tmp_path / "out")).execute()
+    cells = {c.suite: c for c in run.cells}
+    for cell in cells.values():
+        assert cell.verdict is Verdict.COMPATIBLE, (cell.message, cell.log[-2000:])
+    assert len(cells["quick"].cases) == 2
+    info = run.target(TARGET)
+    assert info is not None
+    assert info.facts is not None
+    assert info.facts.arch == "riscv64"
+    assert our_containers(engine) == before
+    docker_ps = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", "label=leapfrog", "--filter", f"label=leapfrog.pid={os.getpid()}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert set(docker_ps.stdout.split()) == {c[:12] for c in before}
+
+
+# --------------------------------------------------------------------------- docker save archives
+
+
+MINI = [
+    "usr/bin/dash",
+    "usr/bin/sleep",
+    "usr/bin/cat",
+    "usr/lib/ld-linux-riscv64-lp64d.so.1",
+    "usr/lib/riscv64-linux-gnu/libc.so.6",
+]
+
+
+def test_image_tarball_is_loaded_once(
+    debian_image: CachedImage, engine: Any, config: TargetConfig, tmp_path: Path
+) -> None:
+    """An .tar.xz `docker save` archive, as openEuler publishes its riscv64 container."""
+    mini = tmp_path / "mini"
+    for rel in MINI:
+        (mini / rel).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(debian_image.rootfs / rel, mini / rel)
+    for link, to in (("bin", "usr/bin"), ("lib", "usr/lib"), ("usr/bin/sh", "dash")):
+        (mini / link).symlink_to(to)
+    for folder in ("tmp", "proc", "dev", "sys", "etc"):
+        (mini / folder).mkdir()
+    (mini / "etc" / "os-release").write_text('ID="openEuler"\nNAME="stand-in"\n')
+    tag = f"leapfrog-test/mini:{os.getpid()}"
+    archive = b"".join(load_archive(mini, tag, platform="linux/riscv64", labels={"leapfrog": "1"}))
+    # Load it once so `docker save` writes a real engine-made archive, then forget the image.
+    engine.api.load_image(io.BytesIO(archive))
+    saved = b"".join(engine.api.get_image(tag))
+    engine.api.remove_image(tag, force=True)
+    tarball = tmp_path / "mini-docker.riscv64.tar.xz"
+    tarball.write_bytes(lzma.compress(saved, preset=1))
+    with tarfile.open(tarball) as tar:
+        assert "manifest.json" in tar.getnames()
+
+    cfg = with_options(config, image_tarball=str(tarball))
+    try:
+        for attempt in range(2):
+            messages: list[str] = []
+            t = make_target(cfg, progress=messages.append)
+            t.start()
+            try:
+                assert t.image_ref == tag  # type: ignore[attr-defined]
+                done = t.run(["cat", "/etc/os-release"], timeout=60)
+                assert "openEuler" in done.stdout
+                loads = [m for m in messages if m.startswith("loading")]
+                assert len(loads) == (1 if attempt == 0 else 0)
+            finally:
+                t.stop()
+        assert engine.api.inspect_image(tag)["Architecture"] == "riscv64"
+    finally:
+        with contextlib.suppress(docker.errors.ImageNotFound):
+            engine.api.remove_image(tag, force=True)

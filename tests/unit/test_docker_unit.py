@@ -1,0 +1,363 @@
+"""The docker backend without an engine: options, archives in and out, output bounds, names."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from harness.config import load_target
+from harness.errors import ConfigError, TargetError
+from harness.images.cache import RECIPE_VERSION, ImageMeta
+from harness.targets.base import OUTPUT_LIMIT
+from harness.targets.docker import (
+    BoundedBuffer,
+    DockerTarget,
+    decode_status,
+    drain,
+    extract_get,
+    image_tag,
+    layer_entries,
+    load_archive,
+    tar_for_put,
+)
+
+IMAGE = '\n[image]\ndistro = "debian"\nrelease = "trixie"\narch = "riscv64"\n'
+
+
+def target_file(tmp_path: Path, body: str, *, image: bool = True) -> Path:
+    path = tmp_path / "t-docker.toml"
+    path.write_text('kind = "docker"\n' + body + (IMAGE if image else ""))
+    return path
+
+
+# --------------------------------------------------------------------------- options
+
+
+def test_shipped_target_loads_with_safe_defaults(project_root: Path) -> None:
+    cfg = load_target(project_root / "targets" / "debian-trixie-riscv64-docker.toml")
+    assert cfg.kind == "docker"
+    assert cfg.arch == "riscv64"
+    assert cfg.image is not None
+    assert (cfg.image.distro, cfg.image.release, cfg.image.source) == ("debian", "trixie", "build")
+    o = cfg.options
+    assert isinstance(o, DockerTarget.Options)
+    assert (o.platform, o.network, o.ports, o.cpus, o.memory) == ("linux/riscv64", False, [], 0.0, "")
+
+
+def test_every_option_is_read(tmp_path: Path) -> None:
+    cfg = load_target(
+        target_file(
+            tmp_path,
+            'image_ref = "registry.example/x:1"\nimage_tarball = "/srv/oe.tar.xz"\nplatform = "linux/riscv64"\n'
+            'cpus = 2\nmemory = "2g"\nnetwork = true\nports = [8000, 9000]\ndocker_host = "ssh://ci@builder"\n'
+            'cpu = "rv64,v=true,vlen=256"\n',
+        )
+    )
+    o = cfg.options
+    assert o.cpus == 2.0
+    assert isinstance(o.cpus, float)
+    assert (o.memory, o.network, o.ports) == ("2g", True, [8000, 9000])
+    assert (o.image_ref, o.image_tarball, o.docker_host) == (
+        "registry.example/x:1",
+        "/srv/oe.tar.xz",
+        "ssh://ci@builder",
+    )
+    assert DockerTarget(cfg).env()["QEMU_CPU"] == "rv64,v=true,vlen=256"
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ('cpus = "two"\n', r'"cpus" must be a number'),
+        ("network = 1\n", r'"network" must be true or false'),
+        ('ports = ["80"]\n', r'"ports" must be a list of'),
+        ("netwrk = true\n", r'unknown key "netwrk" \(did you mean "network"\?\)'),
+        ("ports = [8000]\n", r'"ports" needs "network = true"'),
+        ("network = true\nports = [70000]\n", r"70000, which is not a TCP port"),
+        ('memory = "lots"\n', r'"memory" is "lots"; write a size such as "2g"'),
+        ('platform = "riscv64"\n', r'"platform" is "riscv64"; write it as os/arch'),
+        ("cpus = -1\n", r'"cpus" must be 0 \(no limit\) or more'),
+    ],
+)
+def test_bad_options_are_config_errors(tmp_path: Path, body: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_target(target_file(tmp_path, body))
+
+
+def test_an_image_table_is_required(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r'kind "docker" needs an \[image\] table'):
+        load_target(target_file(tmp_path, 'image_ref = "x:1"\n', image=False))
+
+
+def test_forward_without_network_says_what_to_set(tmp_path: Path) -> None:
+    t = DockerTarget(load_target(target_file(tmp_path, "")))
+    with pytest.raises(TargetError, match=r'Set "network = true" and add 8000 to "ports"'):
+        t.forward(8000)
+
+
+def test_commands_before_start_are_target_errors(tmp_path: Path) -> None:
+    t = DockerTarget(load_target(target_file(tmp_path, "")))
+    with pytest.raises(TargetError, match="not started"):
+        t.run(["true"], timeout=5)
+    t.stop()  # nothing started: a no-op, and safe twice
+    t.stop()
+
+
+@pytest.mark.parametrize("how", ["option", "env"])
+def test_unreachable_engine_names_docker_host_and_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    sock = tmp_path / "no-such-docker.sock"
+    if how == "option":
+        cfg = load_target(target_file(tmp_path, f'docker_host = "unix://{sock}"\n'))
+    else:
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{sock}")
+        cfg = load_target(target_file(tmp_path, ""))
+    t = DockerTarget(cfg)
+    with pytest.raises(TargetError) as err:
+        t.start()
+    text = str(err.value)
+    assert f"unix://{sock}" in text
+    assert "DOCKER_HOST" in text
+    assert "apt-get install docker.io" in text
+    assert "dockerd" in text
+    assert t.container_id is None
+
+
+def test_registry_imports_without_the_sdk_loaded() -> None:
+    code = (
+        "import sys, harness.targets.docker as d; "
+        "assert 'docker' not in sys.modules, 'SDK imported'; print(d.DockerTarget.kind)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "docker"
+
+
+# --------------------------------------------------------------------------- names
+
+
+def meta(**kw: object) -> ImageMeta:
+    base: dict[str, object] = {
+        "key": "61d42f360f28c394",
+        "distro": "debian",
+        "release": "trixie",
+        "arch": "riscv64",
+        "mirror": "http://deb.debian.org/debian",
+        "packages": ["python3"],
+        "recipe": RECIPE_VERSION,
+    }
+    base.update(kw)
+    return ImageMeta(**base)  # type: ignore[arg-type]
+
+
+def test_import_tag_names_the_image_and_its_key() -> None:
+    assert image_tag(meta()) == "leapfrog/debian-trixie-riscv64:61d42f360f28c394"
+    assert (
+        image_tag(meta(distro="openEuler", release="24.03 LTS"))
+        == "leapfrog/openeuler-24.03-lts-riscv64:61d42f360f28c394"
+    )
+
+
+# --------------------------------------------------------------------------- output
+
+
+def test_output_is_bounded_with_a_marker_and_decoded_leniently() -> None:
+    out, err = BoundedBuffer(), BoundedBuffer()
+    chunk = b"x" * 65536
+    frames: list[tuple[bytes | None, bytes | None]] = [(chunk, None) for _ in range(48)]  # 3 MiB
+    frames.append((None, "é 中 ".encode() + b"\xff"))
+    drain(frames, out, err)
+    text = out.text()
+    assert text.startswith("x" * 1000)
+    assert text.count("x") == OUTPUT_LIMIT
+    assert f"{48 * 65536 - OUTPUT_LIMIT} bytes dropped" in text
+    assert err.text() == "é 中 \ufffd"
+
+
+def test_exit_status_decoding() -> None:
+    assert decode_status(0, timed_out=False) == (0, None)
+    assert decode_status(3, timed_out=False) == (3, None)
+    assert decode_status(127, timed_out=False) == (127, None)
+    assert decode_status(139, timed_out=False) == (None, 11)
+    assert decode_status(137, timed_out=True) == (None, 9)
+    assert decode_status(0, timed_out=True) == (None, None)
+    assert decode_status(None, timed_out=True) == (None, None)
+    assert decode_status(255, timed_out=False) == (255, None)
+
+
+# --------------------------------------------------------------------------- copying out (untrusted)
+
+
+def crafted(*members: tuple[tarfile.TarInfo, bytes]) -> list[bytes]:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for info, data in members:
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    raw = buf.getvalue()
+    return [raw[i : i + 1000] for i in range(0, len(raw), 1000)]
+
+
+def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type = kind
+    info.linkname = linkname
+    return info
+
+
+@pytest.mark.parametrize(
+    ("bad", "match"),
+    [
+        (member("out/../../escaped"), "points outside"),
+        (member("/tmp/leapfrog-absolute-escape"), "points outside"),
+        (member("out/link", tarfile.SYMTYPE, "/etc/passwd"), "links and devices"),
+        (member("out/hard", tarfile.LNKTYPE, "out/a.txt"), "links and devices"),
+        (member("out/dev", tarfile.CHRTYPE), "links and devices"),
+    ],
+)
+def test_get_refuses_unsafe_members(tmp_path: Path, bad: tarfile.TarInfo, match: str) -> None:
+    dest = tmp_path / "inner" / "out"
+    chunks = crafted((member("out/a.txt"), b"fine"), (bad, b"evil"))
+    with pytest.raises(TargetError, match=match):
+        extract_get(chunks, "out", dest)
+    assert not dest.exists()
+    assert sorted(p.name for p in (tmp_path / "inner").iterdir()) == []  # staging removed too
+    assert not (tmp_path / "escaped").exists()
+    assert not Path("/tmp/leapfrog-absolute-escape").exists()
+
+
+def test_get_places_a_folder_and_a_file_at_the_destination(tmp_path: Path) -> None:
+    folder = member("copy", tarfile.DIRTYPE)
+    chunks = crafted((folder, b""), (member("copy/a.txt"), "hé ✓\n".encode()), (member("copy/sub/b.bin"), b"\0\1"))
+    dest = tmp_path / "back"
+    extract_get(chunks, "copy", dest)
+    assert (dest / "a.txt").read_text() == "hé ✓\n"
+    assert (dest / "sub" / "b.bin").read_bytes() == b"\0\1"
+    (dest / "kept.txt").write_text("mine")
+    extract_get(crafted((folder, b""), (member("copy/a.txt"), b"new")), "copy", dest)  # merges into a folder
+    assert (dest / "a.txt").read_bytes() == b"new"
+    assert (dest / "kept.txt").read_text() == "mine"
+    extract_get(crafted((member("results.jsonl"), b'{"a": 1}\n')), "results.jsonl", tmp_path / "r.jsonl")
+    assert (tmp_path / "r.jsonl").read_text() == '{"a": 1}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["back", "r.jsonl"]
+
+
+def test_get_of_a_tar_without_the_asked_name_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(TargetError, match='does not hold "wanted"'):
+        extract_get(crafted((member("other"), b"x")), "wanted", tmp_path / "w")
+
+
+def test_put_archive_is_owned_by_root_under_the_new_name(tmp_path: Path) -> None:
+    src = tmp_path / "suite"
+    (src / "sub").mkdir(parents=True)
+    (src / "test_a.py").write_text("def test(): pass\n")
+    (src / "sub" / "data.bin").write_bytes(b"\1\2")
+    buf = io.BytesIO()
+    tar_for_put(src, "renamed", buf)
+    buf.seek(0)
+    with tarfile.open(fileobj=buf) as tar:
+        names = sorted(m.name for m in tar.getmembers())
+        assert names == ["renamed", "renamed/sub", "renamed/sub/data.bin", "renamed/test_a.py"]
+        assert {(m.uid, m.gid, m.uname) for m in tar.getmembers()} == {(0, 0, "root")}
+
+
+# --------------------------------------------------------------------------- the image archive
+
+
+@pytest.fixture
+def rootfs(tmp_path: Path) -> Path:
+    root = tmp_path / "rootfs"
+    (root / "usr" / "bin").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "usr" / "bin" / "tool").write_bytes(b"\x7fELF" + bytes(range(256)) * 10)
+    (root / "usr" / "bin" / "tool").chmod(0o4755)
+    os.link(root / "usr" / "bin" / "tool", root / "usr" / "bin" / "tool-again")
+    (root / "bin").symlink_to("usr/bin")
+    (root / "etc" / ("long-" + "n" * 120)).write_text("a name longer than ustar allows\n")
+    os.mkfifo(root / "etc" / "fifo")
+    if os.geteuid() == 0:
+        os.mknod(root / "etc" / "null", 0o666 | 0o020000, os.makedev(1, 3))
+        os.chown(root / "etc" / ("long-" + "n" * 120), 42, 65534)
+    return root
+
+
+def read_outer(data: bytes) -> dict[str, bytes]:
+    out = {}
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+        for m in tar.getmembers():
+            f = tar.extractfile(m)
+            assert f is not None
+            out[m.name] = f.read()
+    return out
+
+
+def test_load_archive_is_one_layer_with_the_platform_and_a_matching_digest(rootfs: Path) -> None:
+    progress: list[tuple[int, int]] = []
+    data = b"".join(
+        load_archive(
+            rootfs,
+            "leapfrog/debian-trixie-riscv64:abc",
+            platform="linux/riscv64",
+            labels={"leapfrog": "1"},
+            on_bytes=lambda done, total: progress.append((done, total)),
+        )
+    )
+    outer = read_outer(data)
+    assert sorted(outer) == ["config.json", "layer.tar", "manifest.json"]
+    config = json.loads(outer["config.json"])
+    assert (config["os"], config["architecture"]) == ("linux", "riscv64")
+    assert config["config"]["Labels"] == {"leapfrog": "1"}
+    assert config["rootfs"]["diff_ids"] == ["sha256:" + hashlib.sha256(outer["layer.tar"]).hexdigest()]
+    manifest = json.loads(outer["manifest.json"])
+    assert manifest == [
+        {"Config": "config.json", "RepoTags": ["leapfrog/debian-trixie-riscv64:abc"], "Layers": ["layer.tar"]}
+    ]
+    assert progress[-1][0] == progress[-1][1] == len(outer["layer.tar"])
+
+    with tarfile.open(fileobj=io.BytesIO(outer["layer.tar"]), mode="r:") as layer:
+        got = {m.name: m for m in layer.getmembers()}
+    assert got["bin"].issym()
+    assert got["bin"].linkname == "usr/bin"
+    assert got["usr/bin/tool"].isfile()
+    assert got["usr/bin/tool"].mode == 0o4755
+    assert got["usr/bin/tool-again"].islnk()
+    assert got["usr/bin/tool-again"].linkname == "usr/bin/tool"
+    assert got["etc/fifo"].isfifo()
+    assert all(m.uname == "" and m.gname == "" for m in got.values())
+    if os.geteuid() == 0:
+        assert got["etc/null"].ischr()
+        assert (got["etc/null"].devmajor, got["etc/null"].devminor) == (1, 3)
+        long = got["etc/long-" + "n" * 120]
+        assert (long.uid, long.gid) == (42, 65534)
+
+
+def test_layer_entries_skip_sockets_and_keep_order(rootfs: Path) -> None:
+    import socket
+
+    with socket.socket(socket.AF_UNIX) as s:
+        s.bind(str(rootfs / "etc" / "sock"))
+        entries = layer_entries(rootfs)
+        data = b"".join(load_archive(rootfs, "x/y:z", platform="linux/riscv64", labels={}))
+    with tarfile.open(fileobj=io.BytesIO(read_outer(data)["layer.tar"]), mode="r:") as layer:
+        names = layer.getnames()
+    assert len(names) == len(entries)
+    assert not any(n.endswith("sock") for n in names)
+    assert names.index("usr") < names.index("usr/bin") < names.index("usr/bin/tool")
+
+
+def test_a_file_that_shrinks_while_streaming_is_an_error(rootfs: Path) -> None:
+    chunks = load_archive(rootfs, "x/y:z", platform="linux/riscv64", labels={})
+    next(chunks)  # the member list (and sizes) are fixed now
+    (rootfs / "usr" / "bin" / "tool").write_bytes(b"short")
+    with pytest.raises(TargetError, match="shrank while it was copied"):
+        for _ in chunks:
+            pass
