@@ -698,11 +698,18 @@ class Runner:
                             )
                             break  # restart the target, retry this cell
                         result = CellResult(name, cell.suite.name, Verdict.INFRA_ERROR, message=str(e))
+                        result.attempts = n
+                        self._record(result)
+                        pending.pop(0)
+                        break  # a broken target is not reused: the next cell gets a fresh one
                     result.attempts = n
                     self._record(result)
                     pending.pop(0)
             finally:
-                self._stop(name)
+                try:
+                    self._stop(name)
+                except TargetError as e:  # a dead target may not stop cleanly: say so, go on
+                    self.emit("progress", {"target": name, "message": f"did not stop cleanly: {e}"})
 
     def _set_facts(self, name: str, facts: TargetFacts | None) -> None:
         info = self.run.target(name)

@@ -119,3 +119,56 @@ def test_sigterm_is_handled_like_ctrl_c(debian_image: CachedImage, tmp_path: Pat
     assert proc.returncode == 130
     assert (out / "index.html").exists()
     no_leftovers()
+
+
+def _watch_and_kill(proc: subprocess.Popen[str], needle: str, kill: list[str], delay: float) -> str:
+    """Read leapfrog's progress until ``needle``, wait ``delay``, run ``kill``; return all stderr."""
+    assert proc.stderr is not None
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if needle in line:
+            time.sleep(delay)
+            subprocess.run(kill, check=False, capture_output=True)
+            break
+    rest = proc.stderr.read()
+    proc.wait(timeout=900)
+    return "".join(seen) + rest
+
+
+@pytest.mark.docker
+def test_container_removed_mid_suite_is_infra_error(debian_image: CachedImage, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        leapfrog_argv("run", "-t", "debian-trixie-riscv64-docker", "-s", "slow,quick", "--retries", "0",
+                      "--out", str(out), "--no-history"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    kill = ["sh", "-c", "docker ps -q --filter label=leapfrog | xargs -r docker rm -f"]
+    log = _watch_and_kill(proc, "debian-trixie-riscv64-docker / slow: running", kill, 4)
+    assert proc.returncode == 2, log[-3000:]  # infrastructure, not a failed test
+    data = json.loads((out / "results.json").read_text())
+    verdicts = {c["suite"]: c["verdict"] for c in data["cells"]}
+    assert verdicts == {"slow": "infra-error", "quick": "compatible"}, log[-3000:]
+    left = subprocess.run(["docker", "ps", "-aq", "--filter", "label=leapfrog"], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
+
+
+@pytest.mark.qemu_vm
+def test_vm_killed_mid_suite_is_retried(debian_image: CachedImage, tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    proc = subprocess.Popen(
+        leapfrog_argv("run", "-t", "debian-trixie-riscv64-vm", "-s", "slow,quick", "--retries", "1",
+                      "--out", str(out), "--no-history"),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )
+    kill = ["pkill", "-KILL", "-f", "qemu-system-riscv64.*leapfrog"]
+    log = _watch_and_kill(proc, "debian-trixie-riscv64-vm / slow: running", kill, 4)
+    assert proc.returncode == 0, log[-3000:]
+    data = json.loads((out / "results.json").read_text())
+    cells = {c["suite"]: c for c in data["cells"]}
+    assert cells["slow"]["verdict"] == "compatible"
+    assert cells["slow"]["attempts"] == 2  # the first attempt lost its VM; the retry booted a fresh one
+    assert cells["quick"]["verdict"] == "compatible"
+    left = subprocess.run(["pgrep", "-f", "qemu-system-riscv64.*leapfrog"], capture_output=True, text=True)
+    assert left.stdout.strip() == ""
