@@ -530,6 +530,7 @@ class DockerTarget(Target):
             import docker
         except ImportError as e:
             raise TargetError(f"target {self.name}: the docker SDK is missing; run: pip install docker") from e
+        client = None
         try:
             _preflight(self.options.docker_host or os.environ.get("DOCKER_HOST", "") or DEFAULT_HOST)
             if self.options.docker_host:
@@ -538,6 +539,8 @@ class DockerTarget(Target):
                 client = docker.from_env(timeout=300)
             client.ping()
         except Exception as e:  # the SDK raises DockerException, requests and socket errors alike
+            if client is not None:
+                client.close()
             raise TargetError(
                 f"target {self.name}: cannot reach the Docker engine at {self._where()}: {e}. {ENGINE_HELP}"
             ) from e

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import docker
 import pytest
 
 from harness.config import ImageSpec, load_project
@@ -45,3 +50,41 @@ def debian_image() -> CachedImage:
     """The shared Debian trixie riscv64 image (built once, then cached)."""
     require_chroot_host()
     return ensure_image(ImageSpec(), all_debian_packages(), progress=lambda m: print(m, flush=True))
+
+
+def _ping(client: Any) -> bool:
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[Any]:
+    """A docker SDK client of a live engine; starts dockerd when none answers (root only)."""
+    started: subprocess.Popen[bytes] | None = None
+    answers = subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0
+    if not answers and not os.environ.get("DOCKER_HOST"):
+        if shutil.which("dockerd") is None or os.geteuid() != 0:
+            pytest.skip("no Docker engine answers and dockerd cannot be started here (apt-get install docker.io)")
+        with open("/tmp/dockerd.log", "ab") as log:
+            started = subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
+        for _ in range(120):
+            if subprocess.run(["docker", "version"], capture_output=True, check=False).returncode == 0:
+                break
+            time.sleep(0.5)
+    client = docker.from_env(timeout=300)
+    for _ in range(60):
+        if _ping(client):
+            break
+        time.sleep(0.5)
+    else:
+        client.close()
+        pytest.fail("the Docker engine does not answer; see /tmp/dockerd.log")
+    try:
+        yield client
+    finally:
+        client.close()
+        if started is not None:
+            started.terminate()
+            started.wait(60)

@@ -24,9 +24,27 @@ TARGETS = ["native", "debian-trixie-riscv64"]
 def ai_report(debian_image: CachedImage, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("ai")
     done = subprocess.run(
-        [sys.executable, "-m", "harness.cli", "--root", str(ROOT), "run", "-t", ",".join(TARGETS),
-         "-s", ",".join(SUITES), "--out", str(out), "-j", "2", "--no-history"],
-        capture_output=True, text=True, check=False, timeout=2400,
+        [
+            sys.executable,
+            "-m",
+            "harness.cli",
+            "--root",
+            str(ROOT),
+            "run",
+            "-t",
+            ",".join(TARGETS),
+            "-s",
+            ",".join(SUITES),
+            "--out",
+            str(out),
+            "-j",
+            "2",
+            "--no-history",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=2400,
     )
     print(done.stderr[-6000:])
     assert done.returncode == 0, done.stderr[-4000:]

@@ -23,7 +23,11 @@ pytestmark = [pytest.mark.integration, pytest.mark.chroot]
 def leapfrog(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "harness.cli", "--root", str(ROOT), *args],
-        capture_output=True, text=True, check=False, timeout=1800, env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+        env=env,
     )
 
 
@@ -31,8 +35,15 @@ def leapfrog(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
 def platform_report(debian_image: CachedImage, tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("report")
     done = leapfrog(
-        "run", "--target", "native,debian-trixie-riscv64,debian-trixie-riscv64-rvv",
-        "--suite", "platform", "--out", str(out), "--jobs", "2",
+        "run",
+        "--target",
+        "native,debian-trixie-riscv64,debian-trixie-riscv64-rvv",
+        "--suite",
+        "platform",
+        "--out",
+        str(out),
+        "--jobs",
+        "2",
     )
     print(done.stdout, done.stderr)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -35,6 +35,8 @@ def target(request: pytest.FixtureRequest) -> Iterator[Target]:
     cfg = load_project(ROOT).targets[name]
     if cfg.kind != "native":
         request.getfixturevalue("debian_image")  # build or reuse the shared image first
+    if cfg.kind == "docker":
+        request.getfixturevalue("engine")  # a live Docker engine (started if none answers)
     t = make_target(cfg)
     t.start()
     try:

@@ -42,43 +42,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.docker]
 TARGET = "debian-trixie-riscv64-docker"
 
 
-def _ping(client: Any) -> bool:
-    try:
-        return bool(client.ping())
-    except Exception:
-        return False
-
-
-@pytest.fixture(scope="session")
-def engine() -> Iterator[Any]:
-    """A docker SDK client of a live engine; starts dockerd when none answers (root only)."""
-    started: subprocess.Popen[bytes] | None = None
-    if not Path("/var/run/docker.sock").exists() and not os.environ.get("DOCKER_HOST"):
-        if shutil.which("dockerd") is None or os.geteuid() != 0:
-            pytest.skip("no Docker engine answers and dockerd cannot be started here (apt-get install docker.io)")
-        with open("/tmp/dockerd.log", "ab") as log:
-            started = subprocess.Popen(["dockerd"], stdout=log, stderr=log, start_new_session=True)
-        for _ in range(120):
-            if Path("/var/run/docker.sock").exists():
-                break
-            time.sleep(0.5)
-    client = docker.from_env(timeout=300)
-    for _ in range(60):
-        if _ping(client):
-            break
-        time.sleep(0.5)
-    else:
-        client.close()
-        pytest.fail("the Docker engine does not answer; see /tmp/dockerd.log")
-    try:
-        yield client
-    finally:
-        client.close()
-        if started is not None:
-            started.terminate()
-            started.wait(60)
-
-
 def our_containers(client: Any) -> set[str]:
     """Containers this test process (any target) created and has not removed."""
     found = client.api.containers(all=True, filters={"label": ["leapfrog=1", f"leapfrog.pid={os.getpid()}"]})

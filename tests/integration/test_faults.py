@@ -36,7 +36,10 @@ def test_hostile_suite(debian_image: CachedImage, tmp_path: Path) -> None:
     out = tmp_path / "r"
     done = subprocess.run(
         leapfrog_argv("run", "-t", "debian-trixie-riscv64", "-s", "hostile", "--out", str(out), "--no-history"),
-        capture_output=True, text=True, timeout=900, check=False,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     assert done.returncode == 1, done.stderr[-2000:]
     data = json.loads((out / "results.json").read_text())
@@ -68,9 +71,12 @@ def test_hostile_suite(debian_image: CachedImage, tmp_path: Path) -> None:
 def test_interrupt_keeps_results_and_resume_finishes(debian_image: CachedImage, tmp_path: Path) -> None:
     out = tmp_path / "r"
     proc = subprocess.Popen(
-        leapfrog_argv("run", "-t", "native,debian-trixie-riscv64", "-s", "quick,slow", "--out", str(out),
-                      "--no-history"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        leapfrog_argv(
+            "run", "-t", "native,debian-trixie-riscv64", "-s", "quick,slow", "--out", str(out), "--no-history"
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     deadline = time.monotonic() + 600
     cases = out / "cases.jsonl"
@@ -95,8 +101,13 @@ def test_interrupt_keeps_results_and_resume_finishes(debian_image: CachedImage, 
     assert any(r["target"] == "debian-trixie-riscv64" and r["suite"] == "slow" for r in streamed)
     no_leftovers()
 
-    done = subprocess.run(leapfrog_argv("run", "--resume", str(out), "--no-history"),
-                          capture_output=True, text=True, timeout=900, check=False)
+    done = subprocess.run(
+        leapfrog_argv("run", "--resume", str(out), "--no-history"),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     data = json.loads((out / "results.json").read_text())
     assert {c["verdict"] for c in data["cells"]} == {"compatible"}
@@ -108,7 +119,9 @@ def test_sigterm_is_handled_like_ctrl_c(debian_image: CachedImage, tmp_path: Pat
     out = tmp_path / "r"
     proc = subprocess.Popen(
         leapfrog_argv("run", "-t", "debian-trixie-riscv64", "-s", "slow", "--out", str(out), "--no-history"),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     cases = out / "cases.jsonl"
     deadline = time.monotonic() + 600
@@ -140,9 +153,21 @@ def _watch_and_kill(proc: subprocess.Popen[str], needle: str, kill: list[str], d
 def test_container_removed_mid_suite_is_infra_error(debian_image: CachedImage, tmp_path: Path) -> None:
     out = tmp_path / "r"
     proc = subprocess.Popen(
-        leapfrog_argv("run", "-t", "debian-trixie-riscv64-docker", "-s", "slow,quick", "--retries", "0",
-                      "--out", str(out), "--no-history"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        leapfrog_argv(
+            "run",
+            "-t",
+            "debian-trixie-riscv64-docker",
+            "-s",
+            "slow,quick",
+            "--retries",
+            "0",
+            "--out",
+            str(out),
+            "--no-history",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     kill = ["sh", "-c", "docker ps -q --filter label=leapfrog | xargs -r docker rm -f"]
     log = _watch_and_kill(proc, "debian-trixie-riscv64-docker / slow: running", kill, 4)
@@ -158,9 +183,21 @@ def test_container_removed_mid_suite_is_infra_error(debian_image: CachedImage, t
 def test_vm_killed_mid_suite_is_retried(debian_image: CachedImage, tmp_path: Path) -> None:
     out = tmp_path / "r"
     proc = subprocess.Popen(
-        leapfrog_argv("run", "-t", "debian-trixie-riscv64-vm", "-s", "slow,quick", "--retries", "1",
-                      "--out", str(out), "--no-history"),
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        leapfrog_argv(
+            "run",
+            "-t",
+            "debian-trixie-riscv64-vm",
+            "-s",
+            "slow,quick",
+            "--retries",
+            "1",
+            "--out",
+            str(out),
+            "--no-history",
+        ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     kill = ["pkill", "-KILL", "-f", "qemu-system-riscv64.*leapfrog"]
     log = _watch_and_kill(proc, "debian-trixie-riscv64-vm / slow: running", kill, 4)
