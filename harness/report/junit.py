@@ -106,6 +106,6 @@ def write_junit(run: Run, out: Path) -> list[Path]:
     for t in run.targets:
         path = out / junit_filename(t.name)
         suites = suites_for_target(run, t.name)
-        path.write_text(to_xml_report_string(suites, prettyprint=True, encoding="utf-8"), encoding="utf-8")
+        path.write_text(to_xml_report_string(suites, prettyprint=False, encoding="utf-8"), encoding="utf-8")
         written.append(path)
     return written

@@ -1,0 +1,148 @@
+"""Is the load generator ever the bottleneck?  Native to native, what the host side can drive.
+
+Starts the serving suite's server on the host (the native target) and measures,
+each as a LoadGen Offline run with one sample per HTTP request and the suite's
+thread pool on the host:
+
+``loadgen_null_qps``  LoadGen and the SUT's thread pool alone (the handler answers at once)
+``echo_qps``          the whole host side through HTTP against ``/v1/echo`` (no model)
+``model_qps``         the same requests against each model (what the model server reaches)
+
+If ``echo_qps`` is well above every ``model_qps`` here, and a riscv64 target's
+models are slower still, the load generator never limits a serving result.
+Prints one JSON line (and appends it to bench/results.jsonl).
+
+    python3 bench/loadgen_capacity.py [--seconds 3] [--workers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import json
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import numpy as np
+
+from bench._common import ROOT
+from harness.config import load_project
+from harness.loadgen import (
+    JsonClient,
+    ScenarioSettings,
+    TargetService,
+    golden_mismatch,
+    run_scenario,
+    wait_until,
+)
+from harness.targets import make_target
+
+SUITE = ROOT / "suites" / "serving"
+Handler = Callable[[Sequence[int]], list[str | None]]
+
+
+def rate(handler: Handler, samples: int, workers: int, seconds: float) -> float:
+    """Requests per second with ``workers`` requests in flight, for about ``seconds``."""
+    done, start = 0, time.perf_counter()
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
+        while time.perf_counter() - start < seconds:
+            list(pool.map(lambda i: handler([i % samples]), range(done, done + workers * 4)))
+            done += workers * 4
+    return done / (time.perf_counter() - start)
+
+
+def offline_qps(handler: Handler, samples: int, workers: int, seconds: float, logs: Path) -> tuple[float, int]:
+    """LoadGen Offline, one sample per request: (samples per second, wrong answers)."""
+    expected = rate(handler, samples, workers, 0.5) * 1.2
+    scenario = ScenarioSettings(
+        "Offline", int(seconds * 1000), 64, expected_qps=expected, batch_size=1, workers=workers
+    )
+    result = run_scenario(scenario, samples, handler, logs)
+    return (result.summary.qps or 0.0), result.errors
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seconds", type=float, default=3.0, help="minimum duration of each LoadGen run")
+    ap.add_argument("--workers", type=int, default=8, help="host threads carrying requests (as the suite)")
+    args = ap.parse_args()
+
+    with np.load(SUITE / "golden" / "serving.npz", allow_pickle=False) as data:
+        golden = {k: data[k] for k in data.files}
+    inputs = golden.pop("inputs")
+    atol = float(json.loads((SUITE / "golden" / "meta.json").read_text())["atol"])
+    n = len(inputs)
+
+    target = make_target(load_project(ROOT).targets["native"])
+    work = Path(tempfile.mkdtemp(prefix="leapfrog-capacity-"))
+    argv = [
+        target.config.python,
+        str(SUITE / "server.py"),
+        "--port",
+        "0",
+        "--models",
+        str(SUITE / "models"),
+        "--pid-file",
+        str(work / "pid"),
+        "--port-file",
+        str(work / "port"),
+        "--max-lifetime",
+        "900",
+    ]
+    service = TargetService(target, argv, pid_file=str(work / "pid"), timeout=960)
+    service.start()
+    try:
+        port = int(wait_until(service, lambda: service.read(str(work / "port")), timeout=120, what="listening"))
+        client = JsonClient(f"http://127.0.0.1:{port}", connections=args.workers)
+        wait_until(service, lambda: client.reachable("/health"), timeout=60, what="healthy", poll=0.2)
+
+        def null(indices: Sequence[int]) -> list[str | None]:
+            return [None] * len(indices)
+
+        def echo(indices: Sequence[int]) -> list[str | None]:
+            rows = inputs[list(indices)]
+            got = client.post("/v1/echo", {"inputs": rows.tolist()})["outputs"]
+            return [golden_mismatch(got, rows, 0.0)] * len(indices)
+
+        def model(name: str) -> Handler:
+            def handler(indices: Sequence[int]) -> list[str | None]:
+                got = client.post(f"/v1/models/{name}/infer", {"inputs": inputs[list(indices)].tolist()})["outputs"]
+                return [golden_mismatch(got, golden[name][list(indices)], atol)] * len(indices)
+
+            return handler
+
+        line: dict[str, object] = {"bench": "loadgen_capacity", "time": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        errors = 0
+        qps, bad = offline_qps(null, n, args.workers, args.seconds, work / "null")
+        line["loadgen_null_qps"] = round(qps, 1)
+        errors += bad
+        echo_qps, bad = offline_qps(echo, n, args.workers, args.seconds, work / "echo")
+        line["echo_qps"] = round(echo_qps, 1)
+        errors += bad
+        models: dict[str, float] = {}
+        for name in sorted(golden):
+            qps, bad = offline_qps(model(name), n, args.workers, args.seconds, work / name)
+            models[name] = round(qps, 1)
+            errors += bad
+        line["model_qps"] = models
+        line["echo_over_slowest_model"] = round(echo_qps / max(min(models.values()), 1e-9), 2)
+        line["workers"] = args.workers
+        line["errors"] = errors
+        line["logs"] = str(work)
+        client.close()
+    finally:
+        service.stop()
+    print(json.dumps(line))
+    with (ROOT / "bench" / "results.jsonl").open("a") as f:
+        f.write(json.dumps(line) + "\n")
+    if errors:
+        raise SystemExit(f"{errors} wrong answers during the capacity runs; see {work}")
+
+
+if __name__ == "__main__":
+    main()
