@@ -109,7 +109,7 @@ def test_facts(target: Target) -> None:
         assert {"i", "m", "a", "f", "d", "c"} <= set(facts.extensions)
         assert facts.os_id == "debian"
         assert ("v" in facts.extensions) == ("v=true" in target.config.options.cpu)
-        assert facts.emulation == "qemu-user"
+        assert facts.emulation == ("qemu-system" if target.kind == "qemu-vm" else "qemu-user")
 
 
 def test_shared_image_serves_every_backend(debian_image: CachedImage) -> None:

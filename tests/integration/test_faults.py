@@ -146,6 +146,7 @@ def _watch_and_kill(proc: subprocess.Popen[str], needle: str, kill: list[str], d
             break
     rest = proc.stderr.read()
     proc.wait(timeout=900)
+    proc.stderr.close()
     return "".join(seen) + rest
 
 
