@@ -17,32 +17,45 @@ from harness.targets.base import OUTPUT_LIMIT, Completed
 TRUNCATED = "\n[... output truncated by leapfrog: {n} bytes dropped ...]\n"
 
 
+class BoundedBuffer:
+    """Keeps the first ``limit`` bytes written and counts the rest."""
+
+    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.dropped = 0
+
+    def write(self, chunk: bytes) -> None:
+        room = self.limit - len(self.data)
+        if room > 0:
+            self.data += chunk[:room]
+        self.dropped += max(0, len(chunk) - max(room, 0))
+
+    def text(self) -> str:
+        out = self.data.decode("utf-8", errors="replace")
+        if self.dropped:
+            out += TRUNCATED.format(n=self.dropped)
+        return out
+
+
 class BoundedReader(threading.Thread):
-    """Drain a pipe, keep the first ``limit`` bytes, count the rest."""
+    """Drain a pipe into a BoundedBuffer (the whole output is read; the first ``limit`` bytes kept)."""
 
     def __init__(self, stream: IO[bytes], limit: int = OUTPUT_LIMIT) -> None:
         super().__init__(daemon=True)
         self.stream = stream
-        self.limit = limit
-        self.kept = bytearray()
-        self.dropped = 0
+        self.buffer = BoundedBuffer(limit)
 
     def run(self) -> None:
         while True:
             chunk = self.stream.read1(65536) if hasattr(self.stream, "read1") else self.stream.read(65536)
             if not chunk:
                 break
-            room = self.limit - len(self.kept)
-            if room > 0:
-                self.kept += chunk[:room]
-            self.dropped += max(0, len(chunk) - max(room, 0))
+            self.buffer.write(chunk)
         self.stream.close()
 
     def text(self) -> str:
-        out = self.kept.decode("utf-8", errors="replace")
-        if self.dropped:
-            out += TRUNCATED.format(n=self.dropped)
-        return out
+        return self.buffer.text()
 
 
 def kill_group(pgid: int) -> None:

@@ -81,8 +81,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.errors import ConfigError, TargetError
 from harness.model import TargetFacts
 from harness.targets._common import probe_facts, safe_extract
-from harness.targets._proc import TRUNCATED
-from harness.targets.base import OUTPUT_LIMIT, Completed, Target
+from harness.targets._proc import BoundedBuffer
+from harness.targets.base import Completed, Target
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
@@ -171,25 +171,6 @@ done
 # --------------------------------------------------------------------------- output
 
 
-class BoundedBuffer:
-    """Keeps the first ``limit`` bytes written and counts the rest."""
-
-    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
-        self.limit = limit
-        self.data = bytearray()
-        self.dropped = 0
-
-    def write(self, chunk: bytes) -> None:
-        room = self.limit - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-        self.dropped += max(0, len(chunk) - max(room, 0))
-
-    def text(self) -> str:
-        out = self.data.decode("utf-8", errors="replace")
-        if self.dropped:
-            out += TRUNCATED.format(n=self.dropped)
-        return out
 
 
 def drain(frames: Iterable[tuple[bytes | None, bytes | None]], stdout: BoundedBuffer, stderr: BoundedBuffer) -> None:

@@ -48,8 +48,8 @@ from paramiko.common import MSG_CHANNEL_REQUEST
 from harness.errors import ConfigError, TargetError
 from harness.model import TargetFacts
 from harness.targets._common import probe_facts
-from harness.targets._proc import TRUNCATED
-from harness.targets.base import OUTPUT_LIMIT, Completed, Target
+from harness.targets._proc import BoundedBuffer
+from harness.targets.base import Completed, Target
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
@@ -100,25 +100,6 @@ def kill_command(pgid: int) -> str:
     return f"kill -s KILL -- -{pgid} 2>/dev/null; kill -s KILL -- {pgid} 2>/dev/null; true"
 
 
-class BoundedBuffer:
-    """Keeps the first ``limit`` bytes written and counts the rest."""
-
-    def __init__(self, limit: int = OUTPUT_LIMIT) -> None:
-        self.limit = limit
-        self.data = bytearray()
-        self.dropped = 0
-
-    def write(self, chunk: bytes) -> None:
-        room = self.limit - len(self.data)
-        if room > 0:
-            self.data += chunk[:room]
-        self.dropped += max(0, len(chunk) - max(room, 0))
-
-    def text(self) -> str:
-        out = self.data.decode("utf-8", errors="replace")
-        if self.dropped:
-            out += TRUNCATED.format(n=self.dropped)
-        return out
 
 
 class _MarkerFilter:
