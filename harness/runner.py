@@ -247,7 +247,13 @@ class CellRunner:
             env["LEAPFROG_FACTS"] = ",".join(self.want_facts)
         if self.host_driven:
             env["LEAPFROG_TARGET_FILE"] = str(self.target.config.file)
+            # pytest runs on the host and loads harness.hostplugin: make this very
+            # harness importable there, installed or run from a source checkout.
+            env["PYTHONPATH"] += os.pathsep + str(Path(__file__).resolve().parent.parent)
             env["LEAPFROG_TARGET_HANDLE"] = json.dumps(self.target.handle())
+            if self.target.artifacts_dir is not None:
+                # Host-side files of the suite (LoadGen's logs) land next to the report.
+                env["LEAPFROG_ARTIFACTS"] = str(self.target.artifacts_dir.resolve())
         argv = [
             t.config.python,
             "-m",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -56,7 +55,6 @@ def short_suite(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def serving_run(debian_image: CachedImage, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     work = tmp_path_factory.mktemp("serving")
-    env = {**os.environ, "LEAPFROG_ARTIFACTS": str(work / "artifacts")}
     done = leapfrog(
         "--suites-dir",
         str(short_suite(work)),
@@ -67,11 +65,11 @@ def serving_run(debian_image: CachedImage, tmp_path_factory: pytest.TempPathFact
         "--out",
         str(work / "report"),
         "--no-history",
-        env=env,
     )
     print(done.stdout, done.stderr[-5000:])
     assert done.returncode == 0, done.stderr[-3000:]
     data: dict[str, Any] = json.loads((work / "report" / "results.json").read_text())
+    data["_out"] = (work / "report").resolve()
     return data
 
 
@@ -95,6 +93,7 @@ def test_every_case_passes_and_answers_are_golden(serving_run: dict[str, Any], t
             assert m[f"{model}_{scenario}_errors"] == 0
             assert m[f"{model}_{scenario}_samples"] >= m[f"{model}_{scenario}_min_query_count"]
             logs = Path(m[f"{model}_{scenario}_log"])
+            assert logs.is_relative_to(serving_run["_out"] / "artifacts" / target)
             assert (logs / "mlperf_log_summary.txt").is_file()
             assert (logs / "mlperf_log_detail.txt").is_file()
 
