@@ -8,11 +8,14 @@ thread pool on the host:
 ``echo_qps``          the whole host side through HTTP against ``/v1/echo`` (no model)
 ``model_qps``         the same requests against each model (what the model server reaches)
 
-If ``echo_qps`` is well above every ``model_qps`` here, and a riscv64 target's
-models are slower still, the load generator never limits a serving result.
+``echo_qps`` is a lower bound of what the host side drives: the native echo
+server shares the host's cores with it.  With ``--results`` (a leapfrog
+``results.json`` of the serving suite) each other target's highest request rate
+(SingleStream and Server queries, Offline batches) is set against ``echo_qps``:
+a ``headroom`` well above 1 means the load generator never limited that target.
 Prints one JSON line (and appends it to bench/results.jsonl).
 
-    python3 bench/loadgen_capacity.py [--seconds 3] [--workers 8]
+    python3 bench/loadgen_capacity.py [--seconds 3] [--workers 8] [--results reports/X/results.json]
 """
 
 from __future__ import annotations
@@ -66,10 +69,33 @@ def offline_qps(handler: Handler, samples: int, workers: int, seconds: float, lo
     return (result.summary.qps or 0.0), result.errors
 
 
+def target_request_rates(results: Path) -> dict[str, float]:
+    """Per non-native target, the most HTTP requests per second its serving cell sustained."""
+    run = json.loads(results.read_text())
+    rates: dict[str, float] = {}
+    for cell in run["cells"]:
+        if cell["suite"] != "serving" or cell["target"] == run.get("baseline"):
+            continue
+        m: dict[str, float] = {}
+        for case in cell["cases"]:
+            m.update({k: v for k, v in case["metrics"].items() if isinstance(v, int | float)})
+        per_model = [
+            max(
+                m.get(f"{name}_single_stream_qps", 0.0),
+                m.get(f"{name}_server_qps", 0.0),
+                m.get(f"{name}_offline_qps", 0.0) / max(m.get(f"{name}_offline_batch_size", 1.0), 1.0),
+            )
+            for name in ("mlp", "convnet")
+        ]
+        rates[cell["target"]] = round(max(per_model), 1)
+    return rates
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seconds", type=float, default=3.0, help="minimum duration of each LoadGen run")
     ap.add_argument("--workers", type=int, default=8, help="host threads carrying requests (as the suite)")
+    ap.add_argument("--results", type=Path, help="a serving run's results.json to compare its targets with")
     args = ap.parse_args()
 
     with np.load(SUITE / "golden" / "serving.npz", allow_pickle=False) as data:
@@ -131,6 +157,9 @@ def main() -> None:
             errors += bad
         line["model_qps"] = models
         line["echo_over_slowest_model"] = round(echo_qps / max(min(models.values()), 1e-9), 2)
+        if args.results:
+            line["target_request_qps"] = rates = target_request_rates(args.results)
+            line["headroom"] = {t: round(echo_qps / max(r, 1e-9), 1) for t, r in rates.items()}
         line["workers"] = args.workers
         line["errors"] = errors
         line["logs"] = str(work)

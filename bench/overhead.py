@@ -92,9 +92,11 @@ def main() -> None:
             "chroot_leapfrog_all": [round(x, 2) for x in lf],
         }
         if args.docker:
-            from harness.targets.docker import docker_image_for  # type: ignore[attr-defined]
+            from harness.config import load_project
+            from harness.targets import make_target
 
-            tag = docker_image_for(ensure_image(ImageSpec(), []))
+            cfg = load_project().targets["debian-trixie-riscv64-docker"]
+            tag = make_target(cfg).prepare()  # type: ignore[attr-defined]
             dbare, dlf = [], []
 
             def bare_docker() -> None:

@@ -272,6 +272,7 @@ class ScenarioSettings:
         if self.scenario == "Server":
             out["target_qps"] = self.target_qps
             out["target_latency_ms"] = self.target_latency_ms
+            out["latency_percentile"] = self.latency_percentile
         if self.scenario == "Offline":
             out["expected_qps"] = round(self.expected_qps, 3)
             out["batch_size"] = self.batch_size
