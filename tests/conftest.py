@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,10 +14,16 @@ from harness.config import TargetConfig, load_project
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _private_history(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests never write to the user's history database."""
-    monkeypatch.setenv("LEAPFROG_DB", str(tmp_path_factory.getbasetemp() / "history.sqlite"))
+@pytest.fixture(scope="session", autouse=True)
+def _private_history(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Tests never write to the user's history database.
+
+    Session scope, so it is in place before the module-scoped fixtures that run
+    ``leapfrog`` as a subprocess (a function-scoped one would come after them).
+    """
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEAPFROG_DB", str(tmp_path_factory.getbasetemp() / "history.sqlite"))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -211,6 +211,14 @@ class _Watchdog(threading.Thread):
         self.deadline = None  # the thread notices when it next wakes
 
     def run(self) -> None:
+        # Process-directed signals must never land here: a case that blocks a
+        # signal in its own thread and waits for it (sigwait) would otherwise
+        # see this thread take it, and die of its default action.
+        try:
+            every = signal.valid_signals() if hasattr(signal, "valid_signals") else range(1, 32)
+            signal.pthread_sigmask(signal.SIG_BLOCK, every)
+        except (AttributeError, OSError, ValueError):
+            pass
         with self.cond:
             while True:
                 if self.deadline is None:

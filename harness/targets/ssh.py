@@ -68,6 +68,8 @@ _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 _CHUNK = 64 * 1024
 #: Seconds to wait for a killed command's channel to close before giving up on it.
 _KILL_GRACE = 10.0
+#: After the exit status, how long to wait for EOF while no more output arrives.
+_EOF_GRACE = 1.0
 
 
 # --------------------------------------------------------------------------- command building
@@ -570,6 +572,7 @@ class SshSession:
         timed_out = False
         kill_deadline = 0.0
         next_alive_check = started + 1.0
+        last_data = started
         try:
             chan.exec_command(command)
             chan.shutdown_write()
@@ -581,9 +584,18 @@ class SshSession:
                 while chan.recv_stderr_ready():
                     stderr.write(chan.recv_stderr(_CHUNK))
                     busy = True
-                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                    break
                 now = time.monotonic()
+                if busy:
+                    last_data = now
+                # sshd may send the exit status before the last of the output: wait
+                # for EOF too, but not forever (a background child can hold stdout open).
+                if (
+                    chan.exit_status_ready()
+                    and not chan.recv_ready()
+                    and not chan.recv_stderr_ready()
+                    and (chan.eof_received or now - last_data > _EOF_GRACE)
+                ):
+                    break
                 if now >= next_alive_check:
                     next_alive_check = now + 1.0
                     if not transport.is_active():

@@ -150,3 +150,23 @@ def test_after():
     out = parse_probe_lines([json.dumps(r) for r in records])
     assert out.cases == []
     assert out.started == ["test_s.py::test_stuck"]  # the runner marks it timeout and resumes
+
+
+def test_watchdog_thread_never_takes_a_signal_a_case_waits_for(tmp_path: Path) -> None:
+    """A case blocks SIGUSR2 and sigwaits for it: the probe's own thread must not catch it."""
+    body = """
+import os, signal, threading
+def test_sigwait():
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})
+    try:
+        threading.Timer(0.02, os.kill, (os.getpid(), signal.SIGUSR2)).start()
+        assert signal.sigwait({signal.SIGUSR2}) == signal.SIGUSR2
+        os.kill(os.getpid(), signal.SIGUSR2)  # blocked here and not waited for: stays pending
+        assert signal.SIGUSR2 in signal.sigpending()
+        assert signal.sigtimedwait({signal.SIGUSR2}, 5).si_signo == signal.SIGUSR2
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+"""
+    records = run_probe(tmp_path, body, LEAPFROG_CASE_TIMEOUT="30")
+    out = parse_probe_lines([json.dumps(r) for r in records])
+    assert [(c.name, c.status.value) for c in out.cases] == [("test_s.py::test_sigwait", "passed")]
