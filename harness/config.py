@@ -12,6 +12,7 @@ import difflib
 import tomllib
 import types
 import typing
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -286,12 +287,39 @@ def load_suite(folder: Path) -> SuiteConfig:
 # --------------------------------------------------------------------------- project
 
 
+class LazyTargets(Mapping[str, TargetConfig]):
+    """``targets/*.toml`` by name, each file read (and its backend imported) on first use.
+
+    A run of one chroot target then never imports paramiko or the docker SDK;
+    listing or iterating reads every file, so ``leapfrog list targets`` and a
+    run with the default targets still report any broken file.
+    """
+
+    def __init__(self, files: dict[str, Path]) -> None:
+        self._files = files
+        self._loaded: dict[str, TargetConfig] = {}
+
+    def __getitem__(self, name: str) -> TargetConfig:
+        if name not in self._loaded:
+            self._loaded[name] = load_target(self._files[name])
+        return self._loaded[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._files)
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._files
+
+
 @dataclasses.dataclass
 class Project:
     """Everything leapfrog knows before it plans a run."""
 
     root: Path
-    targets: dict[str, TargetConfig]
+    targets: Mapping[str, TargetConfig]
     suites: dict[str, SuiteConfig]
 
     def pick_targets(self, names: list[str]) -> list[TargetConfig]:
@@ -301,7 +329,7 @@ class Project:
         return [self._pick(self.suites, n, "suite", "suites/*/suite.toml") for n in names]
 
     @staticmethod
-    def _pick(table: dict[str, Any], name: str, what: str, where: str) -> Any:
+    def _pick(table: Mapping[str, Any], name: str, what: str, where: str) -> Any:
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
             raise ConfigError(f'unknown {what} "{name}"{suggest(name, table)}; known {what}s ({where}): {known}.')
@@ -333,6 +361,6 @@ def load_project(
         raise ConfigError(f"{tdir}: targets folder not found; pass --targets-dir or run from a checkout.")
     if not sdir.is_dir():
         raise ConfigError(f"{sdir}: suites folder not found; pass --suites-dir or run from a checkout.")
-    targets = {p.stem: load_target(p) for p in sorted(tdir.glob("*.toml"))}
+    targets = LazyTargets({p.stem: p for p in sorted(tdir.glob("*.toml"))})
     suites = {p.parent.name: load_suite(p.parent) for p in sorted(sdir.glob("*/suite.toml"))}
     return Project(root=root, targets=targets, suites=suites)

@@ -17,13 +17,16 @@ bounded whatever the run's size, and each cell gets pages of
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
 import jinja2
+import jinja2.bccache
 
+from harness.images.cache import cache_root
 from harness.model import Metric, Run
 from harness.report import charts as _charts
 from harness.report.types import Comparison, RunSummary
@@ -36,6 +39,32 @@ PAGE_SIZE: Final = 1000
 CELLS_DIR: Final = "cells"
 
 
+class _TemplateCache(jinja2.FileSystemBytecodeCache):
+    """Compiled templates kept in the user cache (a third of a second per run).
+
+    Keyed by the template's source checksum and Python's magic number, so an
+    edited template or another interpreter never reuses a stale entry; a cache
+    that cannot be written costs only the compile.
+    """
+
+    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError, EOFError, ValueError):
+            super().load_bytecode(bucket)
+
+    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
+        with contextlib.suppress(OSError):
+            super().dump_bytecode(bucket)
+
+
+def _bytecode_cache() -> jinja2.BytecodeCache | None:
+    folder = cache_root() / "templates"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return _TemplateCache(str(folder))
+
+
 @functools.cache
 def _env() -> jinja2.Environment:
     return jinja2.Environment(
@@ -45,6 +74,7 @@ def _env() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         auto_reload=False,
+        bytecode_cache=_bytecode_cache(),
     )
 
 
