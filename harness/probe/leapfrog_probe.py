@@ -103,7 +103,7 @@ def pytest_configure(config: Any) -> None:
     if path and _OUT is None:
         _OUT = open(path, "a", encoding="utf-8")
     if _TIMEOUT > 0 and _WATCHDOG is None:
-        _WATCHDOG = _Watchdog()
+        _WATCHDOG = _Watchdog(_TIMEOUT + _HARD_GRACE)
         _WATCHDOG.start()
 
 
@@ -193,22 +193,22 @@ class _Watchdog(threading.Thread):
     A case stuck in native code never returns to Python to see the SIGALRM
     soft timeout; past the grace the watchdog prints the marker and every
     thread's traceback, and ends the process (the runner marks the case
-    ``timeout`` and resumes after it).  One thread, not one per case: thread
-    starts are expensive under qemu-user.
+    ``timeout`` and resumes after it).  One thread, not one per case, and
+    arming it is a plain assignment: thread starts and wake-ups are expensive
+    under qemu-user.  The thread sleeps at most ``period`` at a time and every
+    deadline is ``period`` after its arming, so it always wakes in time.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, period: float) -> None:
         super().__init__(name="leapfrog-watchdog", daemon=True)
-        self.cond = threading.Condition()
+        self.period = period
         self.deadline: Optional[float] = None
 
-    def arm(self, seconds: float) -> None:
-        with self.cond:
-            self.deadline = time.monotonic() + seconds
-            self.cond.notify()
+    def arm(self) -> None:
+        self.deadline = time.monotonic() + self.period
 
     def disarm(self) -> None:
-        self.deadline = None  # the thread notices when it next wakes
+        self.deadline = None
 
     def run(self) -> None:
         # Process-directed signals must never land here: a case that blocks a
@@ -219,19 +219,21 @@ class _Watchdog(threading.Thread):
             signal.pthread_sigmask(signal.SIG_BLOCK, every)
         except (AttributeError, OSError, ValueError):
             pass
-        with self.cond:
-            while True:
-                if self.deadline is None:
-                    self.cond.wait()
-                    continue
-                left = self.deadline - time.monotonic()
-                if left > 0:
-                    self.cond.wait(left)
-                    continue
-                sys.stderr.write("\n%s: hard timeout, ending the process\n" % TIMEOUT_MARK)
-                sys.stderr.flush()
-                faulthandler.dump_traceback(all_threads=True)
-                os._exit(70)
+        while True:
+            deadline = self.deadline
+            if deadline is None:
+                time.sleep(self.period)
+                continue
+            left = deadline - time.monotonic()
+            if left > 0:
+                time.sleep(min(left, self.period))
+                continue
+            if self.deadline != deadline:  # re-armed or disarmed meanwhile
+                continue
+            sys.stderr.write("\n%s: hard timeout, ending the process\n" % TIMEOUT_MARK)
+            sys.stderr.flush()
+            faulthandler.dump_traceback(all_threads=True)
+            os._exit(70)
 
 
 _WATCHDOG: Optional[_Watchdog] = None
@@ -245,7 +247,7 @@ def pytest_runtest_protocol(item: Any, nextitem: Any) -> Any:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
         signal.setitimer(signal.ITIMER_REAL, _TIMEOUT)
         if _WATCHDOG is not None:
-            _WATCHDOG.arm(_TIMEOUT + _HARD_GRACE)
+            _WATCHDOG.arm()
     try:
         yield
     finally:
