@@ -81,6 +81,7 @@ def main() -> None:
         index_kb = (out / "index.html").stat().st_size / 1024
         total_mb = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 1e6
         peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        child_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the JUnit writer
     report(
         "scale",
         {
@@ -95,6 +96,7 @@ def main() -> None:
             "index_html_kb": round(index_kb),
             "report_total_mb": round(total_mb, 1),
             "peak_rss_mb": round(peak_mb),
+            "peak_rss_junit_process_mb": round(child_mb),
         },
     )
 

@@ -231,6 +231,9 @@ class Run:
                 return c
         return None
 
+    def case_count(self) -> int:
+        return sum(len(c.cases) for c in self.cells)
+
     def target(self, name: str) -> TargetInfo | None:
         for t in self.targets:
             if t.name == name:

@@ -35,6 +35,8 @@ _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 
 def xml_safe(text: str) -> str:
     """Make target output storable in XML: illegal characters become visible escapes."""
+    if text.isascii() and text.isprintable():  # most names and messages: no regex needed
+        return text
     return _XML_ILLEGAL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
 
 

@@ -379,3 +379,21 @@ def test_pygal_leaves_no_legacy_import_hook() -> None:
     import harness.report.charts  # noqa: F401  (imports pygal)
 
     assert all(hasattr(f, "find_spec") for f in sys.meta_path)
+
+
+def test_large_runs_write_junit_in_a_forked_process_with_the_same_bytes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import harness.report as report
+    from harness.report.junit import write_junit
+
+    run = sample_run()
+    serial = tmp_path / "serial"
+    serial.mkdir()
+    expected = {p.name: p.read_bytes() for p in write_junit(run, serial)}
+    monkeypatch.setattr(report, "PARALLEL_FROM", 1)
+    forked = tmp_path / "forked"
+    forked.mkdir()
+    written = render_all(run, forked)
+    assert {p.name: p.read_bytes() for p in written if p.suffix == ".xml"} == expected
+    assert forked / "index.html" in written
