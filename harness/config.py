@@ -242,6 +242,7 @@ class SuiteFile:
     key_packages: list[str] = dataclasses.field(default_factory=list)
     packages: SuitePackages = dataclasses.field(default_factory=SuitePackages)
     settings: dict[str, str | int | float | bool] = dataclasses.field(default_factory=dict)
+    ports: list[int] = dataclasses.field(default_factory=list)  # servers listen here inside the target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +256,7 @@ class SuiteConfig:
     key_packages: list[str]
     packages: SuitePackages
     settings: dict[str, str | int | float | bool]
+    ports: list[int] = dataclasses.field(default_factory=list)
 
     def packages_for(self, distro: str) -> list[str]:
         return list(getattr(self.packages, distro, []))
@@ -271,6 +273,9 @@ def load_suite(folder: Path) -> SuiteConfig:
     for key in ("timeout", "case_timeout"):
         if getattr(sf, key) <= 0:
             raise ConfigError(f'{path}: key "{key}" must be a positive number of seconds.')
+    for port in sf.ports:
+        if not 1 <= port <= 65535:
+            raise ConfigError(f'{path}: key "ports" holds {port}, which is not a TCP port; use 1-65535.')
     return SuiteConfig(
         name=folder.name,
         path=folder,
@@ -281,6 +286,7 @@ def load_suite(folder: Path) -> SuiteConfig:
         key_packages=list(sf.key_packages),
         packages=sf.packages,
         settings=dict(sf.settings),
+        ports=list(sf.ports),
     )
 
 

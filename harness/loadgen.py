@@ -505,11 +505,11 @@ def listen_address(target: Target) -> tuple[str, int]:
 
     native and chroot share the host's network and ssh/qemu-vm tunnel to the
     target's loopback: 127.0.0.1 and a port the server picks.  A docker target
-    publishes only the ports its file lists (``network = true``, ``ports = [...]``)
-    and only on the host's 127.0.0.1; the server must listen on every interface of
+    publishes only the suite's ``ports`` (and its own file's), and only on the
+    host's 127.0.0.1; the server must listen on every interface of
     the container's own network namespace for the published port to reach it.
     """
-    ports = list(getattr(target.options, "ports", None) or [])
+    ports = list(getattr(target, "published_ports", None) or [])
     if ports:
         return "0.0.0.0", int(ports[0])  # noqa: S104 -- the container's own namespace, published on host loopback
     return "127.0.0.1", 0

@@ -60,6 +60,10 @@ class Plan:
             pkgs.update(c.suite.packages_for(distro))
         return sorted(pkgs)
 
+    def ports_for(self, target: str) -> list[int]:
+        """TCP ports the target's suites serve on inside it (a docker target publishes them)."""
+        return sorted({p for c in self.cells_for(target) for p in c.suite.ports})
+
     def key_packages_for(self, target: str) -> list[str]:
         out: list[str] = []
         for c in self.cells_for(target):

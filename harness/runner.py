@@ -620,6 +620,7 @@ class Runner:
             self._live[name] = target
         self.emit("target-start", {"target": name})
         target.key_packages = self.plan.key_packages_for(name)
+        target.requested_ports = self.plan.ports_for(name)
         target.artifacts_dir = self.options.out / "artifacts" / name
         try:
             target.start()

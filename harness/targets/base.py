@@ -82,6 +82,9 @@ class Target(abc.ABC):
         self.key_packages: list[str] = []
         #: Where a backend keeps files worth publishing (console logs); set by the runner.
         self.artifacts_dir: Path | None = None
+        #: Ports the run's suites serve on inside the target (suite.toml ``ports``):
+        #: a backend that isolates the network (docker) opens exactly these.
+        self.requested_ports: list[int] = []
 
     @property
     def options(self) -> Options:

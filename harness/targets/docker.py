@@ -34,8 +34,9 @@ shell reports them.  A container that disappears mid-run (``docker rm -f``) is a
 ``TargetError``, never a failed command.  Containers that a killed leapfrog
 left behind on this host are removed at the next start.
 
-``forward(port)`` needs ``network = true`` and the port listed in ``ports``:
-those are published at creation on 127.0.0.1 with random host ports.  Without
+``forward(port)`` needs the port listed in a suite's ``ports`` (suite.toml) or
+in the target's own ``ports`` (with ``network = true``): those are published at
+creation on 127.0.0.1 with random host ports, on a bridge network.  Without
 them it raises ``TargetError`` saying what to set.
 
 A target file::
@@ -793,15 +794,24 @@ class DockerTarget(Target):
                 self.stop()
             raise
 
+    @property
+    def published_ports(self) -> list[int]:
+        """The file's ``ports`` and those the run's suites asked for (suite.toml ``ports``)."""
+        return sorted(set(self.options.ports) | set(self.requested_ports))
+
     def _create(self) -> None:
         o = self.options
         api = self.api
+        ports = self.published_ports
+        # A suite that serves on a port gets a bridge network for it: published
+        # on the host's 127.0.0.1 only.  No suite asking, no network at all.
+        network = o.network or bool(ports)
         safe = _TAG_UNSAFE.sub("-", self.name.lower()).strip("-.") or "target"
         host_config = api.create_host_config(
-            network_mode="bridge" if o.network else "none",
+            network_mode="bridge" if network else "none",
             nano_cpus=int(o.cpus * 1e9) if o.cpus else None,
             mem_limit=o.memory or None,
-            port_bindings=dict.fromkeys(o.ports, ("127.0.0.1", None)) or None,
+            port_bindings=dict.fromkeys(ports, ("127.0.0.1", None)) or None,
             privileged=False,
             init=True,
         )
@@ -819,7 +829,7 @@ class DockerTarget(Target):
                     "leapfrog.host": socket.gethostname(),
                     "leapfrog.pid": str(os.getpid()),
                 },
-                ports=list(o.ports) or None,
+                ports=ports or None,
                 host_config=host_config,
                 platform=o.platform,
                 working_dir="/",
@@ -891,12 +901,17 @@ class DockerTarget(Target):
                 client.close()
 
     def handle(self) -> dict[str, Any]:
-        return {"container": self._require_container(), "docker_host": self.options.docker_host}
+        return {
+            "container": self._require_container(),
+            "docker_host": self.options.docker_host,
+            "ports": self.published_ports,
+        }
 
     @classmethod
     def attach(cls, config: TargetConfig, handle: dict[str, Any]) -> DockerTarget:
         target = cls(config)
         target.container_id = str(handle.get("container", ""))
+        target.requested_ports = [int(p) for p in handle.get("ports", [])]
         target.attached = True
         if not target.container_id:
             raise TargetError(f"target {config.name}: no container to attach to.")
@@ -1045,10 +1060,10 @@ class DockerTarget(Target):
             raise
 
     def forward(self, port: int) -> tuple[str, int]:
-        if not self.options.network or port not in self.options.ports:
+        if port not in self.published_ports:
             raise TargetError(
-                f"target {self.name}: port {port} inside the container is not published. Set "
-                f'"network = true" and add {port} to "ports" in {self.config.file}.'
+                f"target {self.name}: port {port} inside the container is not published. List it in the "
+                f'suite\'s "ports" (suite.toml), or set "network = true" and add it to "ports" in {self.config.file}.'
             )
         cid = self._require_container()
         with self._engine(f"read the published ports of container {cid[:12]}"):

@@ -63,7 +63,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import paramiko
 
@@ -738,6 +738,26 @@ class QemuVmTarget(Target):
         self.boot_seconds = time.monotonic() - started
         self._session = session
         log.info("%s: SSH up after %.1f s on 127.0.0.1:%d", self.name, self.boot_seconds, port)
+
+    def handle(self) -> dict[str, Any]:
+        """How another process logs in to this booted VM: the SSH options (no secret in them)."""
+        session = self._ssh()
+        return {"ssh": dataclasses.asdict(session.options), "boot_seconds": self.boot_seconds}
+
+    @classmethod
+    def attach(cls, config: TargetConfig, handle: dict[str, Any]) -> QemuVmTarget:
+        """A second SSH connection to a VM another process booted; ``stop()`` closes only it."""
+        target = cls(config)
+        try:
+            # The boot's known_hosts holds the key by now: check it strictly.
+            login = SshTarget.Options(**{**handle["ssh"], "accept_new_host_key": False})
+        except (KeyError, TypeError) as e:
+            raise TargetError(f"target {config.name}: no booted VM to attach to ({e}).") from e
+        target.boot_seconds = handle.get("boot_seconds")
+        session = SshSession(login, target_name=config.name)
+        session.connect()
+        target._session = session
+        return target
 
     def _ssh(self) -> SshSession:
         self._check_alive()

@@ -817,6 +817,19 @@ class SshTarget(Target):
     def start(self) -> None:
         self.session.connect()
 
+    def handle(self) -> dict[str, Any]:
+        # The file says how to log in; connecting here first means a host key
+        # accepted on first use is in known_hosts before another process checks it.
+        self.session.connect()
+        return {}
+
+    @classmethod
+    def attach(cls, config: TargetConfig, handle: dict[str, Any]) -> SshTarget:
+        """Its own SSH connection to the same machine; ``stop()`` closes just that."""
+        target = cls(config)
+        target.session.connect()
+        return target
+
     def run(
         self,
         argv: list[str],

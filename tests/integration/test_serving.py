@@ -39,13 +39,13 @@ def leapfrog(*args: str, env: dict[str, str] | None = None) -> subprocess.Comple
     )
 
 
-def short_suite(folder: Path) -> Path:
-    """A copy of suites/serving with the SHORT settings; returns the suites folder."""
+def short_suite(folder: Path, settings: dict[str, str] = SHORT) -> Path:
+    """A copy of suites/serving with ``settings`` changed; returns the suites folder."""
     suites = folder / "suites"
     shutil.copytree(ROOT / "suites" / "serving", suites / "serving", ignore=shutil.ignore_patterns("__pycache__"))
     toml = suites / "serving" / "suite.toml"
     text = toml.read_text()
-    for key, value in SHORT.items():
+    for key, value in settings.items():
         text, n = re.subn(rf"^{key} = [^#\n]*", f"{key} = {value}  ", text, flags=re.MULTILINE)
         assert n == 1, f"suite.toml has no setting {key}"
     toml.write_text(text)
@@ -137,3 +137,61 @@ def test_emulated_target_is_slower_than_native(serving_run: dict[str, Any]) -> N
     for model in MODELS:
         assert riscv[f"{model}_single_stream_p50_ms"] > native[f"{model}_single_stream_p50_ms"]
         assert riscv[f"{model}_offline_qps"] < native[f"{model}_offline_qps"]
+
+
+# --------------------------------------------------------------------------- docker and qemu-vm
+
+#: The same suite on a container (a published port) and a VM (an SSH tunnel).  Shorter
+#: still: the Server scenario is measured and reported but its validity not required
+#: (100 queries cannot satisfy LoadGen's early stopping at p99; see SHORT).
+ELSEWHERE = ("debian-trixie-riscv64-docker", "debian-trixie-riscv64-vm")
+QUICK = {
+    **SHORT,
+    "server_target_qps": "10.0",
+    "server_min_query_count": "100",
+    "server_require_valid": "false",
+}
+
+
+@pytest.fixture(scope="module")
+def serving_elsewhere(
+    debian_image: CachedImage, engine: object, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    work = tmp_path_factory.mktemp("serving-elsewhere")
+    done = leapfrog(
+        "--suites-dir",
+        str(short_suite(work, QUICK)),
+        "run",
+        *(a for t in ELSEWHERE for a in ("--target", t)),
+        "--suite",
+        "serving",
+        "--out",
+        str(work / "report"),
+        "--no-history",
+    )
+    print(done.stdout, done.stderr[-5000:])
+    assert done.returncode == 0, done.stderr[-3000:]
+    data: dict[str, Any] = json.loads((work / "report" / "results.json").read_text())
+    data["_out"] = (work / "report").resolve()
+    return data
+
+
+@pytest.mark.docker
+@pytest.mark.qemu_vm
+@pytest.mark.parametrize("target", ELSEWHERE)
+def test_serving_passes_in_a_container_and_a_vm(serving_elsewhere: dict[str, Any], target: str) -> None:
+    m = cell_metrics(serving_elsewhere, target)
+    assert m["server_machine"] == "riscv64"
+    host, _, _port = str(m["server_address"]).rpartition(":")
+    assert host == "127.0.0.1"  # docker publishes on loopback only; the VM is reached through an SSH tunnel
+    for model in MODELS:
+        assert m[f"{model}_max_abs_err"] <= m[f"{model}_atol"]
+        for scenario in ("single_stream", "server", "offline"):
+            assert m[f"{model}_{scenario}_errors"] == 0
+            assert m[f"{model}_{scenario}_samples"] >= m[f"{model}_{scenario}_min_query_count"]
+            assert m[f"{model}_{scenario}_qps"] > 0
+            assert Path(m[f"{model}_{scenario}_log"]).is_relative_to(serving_elsewhere["_out"] / "artifacts" / target)
+        assert 0 < m[f"{model}_single_stream_p50_ms"] <= m[f"{model}_single_stream_p99_ms"]
+        assert 0 < m[f"{model}_server_p50_ms"] <= m[f"{model}_server_p99_ms"]
+        assert m[f"{model}_single_stream_valid"] is True
+        assert isinstance(m[f"{model}_server_valid"], bool)  # reported either way (not required here)

@@ -91,6 +91,19 @@ def test_suite_errors(tmp_path: Path) -> None:
         load_suite(tmp_path / "u")
     with pytest.raises(ConfigError, match="file not found"):
         load_suite(tmp_path / "missing")
+    write(tmp_path, "p/suite.toml", "ports = [8080, 70000]\n")
+    with pytest.raises(ConfigError, match=r'suite.toml: key "ports" holds 70000, which is not a TCP port'):
+        load_suite(tmp_path / "p")
+
+
+def test_suite_ports_reach_the_plan(project_root: Path) -> None:
+    from harness.plan import make_plan
+
+    p = load_project(project_root)
+    assert p.suites["serving"].ports == [18080]
+    plan = make_plan(p.pick_targets(["native", "debian-trixie-riscv64-docker"]), p.pick_suites(["platform", "serving"]))
+    assert plan.ports_for("debian-trixie-riscv64-docker") == [18080]
+    assert make_plan(p.pick_targets(["native"]), p.pick_suites(["platform"])).ports_for("native") == []
 
 
 def test_pick_unknown_suite_suggests(project_root: Path) -> None:

@@ -99,8 +99,21 @@ def test_an_image_table_is_required(tmp_path: Path) -> None:
 
 def test_forward_without_network_says_what_to_set(tmp_path: Path) -> None:
     t = DockerTarget(load_target(target_file(tmp_path, "")))
-    with pytest.raises(TargetError, match=r'Set "network = true" and add 8000 to "ports"'):
+    with pytest.raises(TargetError, match=r'List it in the suite\'s "ports" \(suite.toml\), or set "network = true"'):
         t.forward(8000)
+
+
+def test_ports_a_suite_asks_for_are_published_and_survive_attach(tmp_path: Path) -> None:
+    t = DockerTarget(load_target(target_file(tmp_path, "")))
+    assert t.published_ports == []
+    t.requested_ports = [18080]
+    assert t.published_ports == [18080]
+    t.container_id = "c0ffee"
+    handle = t.handle()
+    assert handle["ports"] == [18080]
+    attached = DockerTarget(t.config)
+    attached.requested_ports = [int(p) for p in handle["ports"]]
+    assert attached.published_ports == [18080]
 
 
 def test_commands_before_start_are_target_errors(tmp_path: Path) -> None:
