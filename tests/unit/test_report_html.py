@@ -384,7 +384,7 @@ def test_pygal_leaves_no_legacy_import_hook() -> None:
 def test_large_runs_write_junit_in_a_forked_process_with_the_same_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import harness.report as report
+    from harness import report
     from harness.report.junit import write_junit
 
     run = sample_run()

@@ -392,7 +392,7 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(native: NativeTarg
 def test_listen_address() -> None:
     shared = types.SimpleNamespace(options=types.SimpleNamespace())
     assert listen_address(shared) == ("127.0.0.1", 0)  # type: ignore[arg-type]
-    published = types.SimpleNamespace(options=types.SimpleNamespace(ports=[8000, 9000]))
+    published = types.SimpleNamespace(published_ports=[8000, 9000])  # a docker target's
     assert listen_address(published) == ("0.0.0.0", 8000)  # type: ignore[arg-type]
 
 
