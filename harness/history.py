@@ -208,10 +208,11 @@ def _bad(status: str) -> bool:
 def lower_is_better(key: str) -> bool | None:
     """Latency-like metrics get worse going up, throughput-like going down; others are not judged."""
     k = key.lower()
-    if k.endswith(("_ms", "_s", "_seconds", "latency")) or k in ("ms", "seconds"):
-        return True
-    if k.endswith(("qps", "_per_s", "throughput", "ips")):
+    # Rates first: "tcp_echo_mb_per_s" ends in "_s" too, and more of it is better.
+    if k.endswith(("qps", "_per_s", "_per_sec", "throughput", "_ips")) or k in ("ips", "fps"):
         return False
+    if k.endswith(("_ms", "_us", "_s", "_seconds", "latency")) or k in ("ms", "seconds"):
+        return True
     return None
 
 

@@ -122,3 +122,22 @@ def test_merge_shards_equals_whole() -> None:
     assert flat(merged) == flat(whole)
     with pytest.raises(ConfigError, match="shards must not overlap"):
         merge_runs([shards[0], shards[0]])
+
+
+@pytest.mark.parametrize(
+    ("key", "expected"),
+    [
+        ("p99_ms", True),
+        ("mp_spawn_pool_s", True),
+        ("server_startup_s", True),
+        ("tcp_echo_mb_per_s", False),  # ends in "_s", but a rate: more is better
+        ("sha256_mb_per_s", False),
+        ("mlp_offline_qps", False),
+        ("samples_per_sec", False),
+        ("max_abs_err", None),
+    ],
+)
+def test_metric_direction(key: str, expected: bool | None) -> None:
+    from harness.history import lower_is_better
+
+    assert lower_is_better(key) is expected
