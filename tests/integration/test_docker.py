@@ -240,7 +240,7 @@ def test_container_is_unprivileged_without_network_or_mounts(target: DockerTarge
     assert labels["leapfrog.run"] == target.run_id
     nets = target.run(["ls", "/sys/class/net"], timeout=60)
     assert nets.stdout.split() == ["lo"]
-    with pytest.raises(TargetError, match='Set "network = true"'):
+    with pytest.raises(TargetError, match=r"port 8000 inside the container is not published"):
         target.forward(8000)
 
 

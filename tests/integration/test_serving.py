@@ -52,14 +52,13 @@ def short_suite(folder: Path, settings: dict[str, str] = SHORT) -> Path:
     return suites
 
 
-@pytest.fixture(scope="module")
-def serving_run(debian_image: CachedImage, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    work = tmp_path_factory.mktemp("serving")
+def run_serving(work: Path, targets: tuple[str, ...], settings: dict[str, str]) -> dict[str, Any]:
+    """``leapfrog run`` of the serving suite (with ``settings``) on ``targets``; its results.json."""
     done = leapfrog(
         "--suites-dir",
-        str(short_suite(work)),
+        str(short_suite(work, settings)),
         "run",
-        *(a for t in TARGETS for a in ("--target", t)),
+        *(a for t in targets for a in ("--target", t)),
         "--suite",
         "serving",
         "--out",
@@ -71,6 +70,11 @@ def serving_run(debian_image: CachedImage, tmp_path_factory: pytest.TempPathFact
     data: dict[str, Any] = json.loads((work / "report" / "results.json").read_text())
     data["_out"] = (work / "report").resolve()
     return data
+
+
+@pytest.fixture(scope="module")
+def serving_run(debian_image: CachedImage, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return run_serving(tmp_path_factory.mktemp("serving"), TARGETS, SHORT)
 
 
 def cell_metrics(run: dict[str, Any], target: str) -> dict[str, Any]:
@@ -157,23 +161,7 @@ QUICK = {
 def serving_elsewhere(
     debian_image: CachedImage, engine: object, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, Any]:
-    work = tmp_path_factory.mktemp("serving-elsewhere")
-    done = leapfrog(
-        "--suites-dir",
-        str(short_suite(work, QUICK)),
-        "run",
-        *(a for t in ELSEWHERE for a in ("--target", t)),
-        "--suite",
-        "serving",
-        "--out",
-        str(work / "report"),
-        "--no-history",
-    )
-    print(done.stdout, done.stderr[-5000:])
-    assert done.returncode == 0, done.stderr[-3000:]
-    data: dict[str, Any] = json.loads((work / "report" / "results.json").read_text())
-    data["_out"] = (work / "report").resolve()
-    return data
+    return run_serving(tmp_path_factory.mktemp("serving-elsewhere"), ELSEWHERE, QUICK)
 
 
 @pytest.mark.docker
