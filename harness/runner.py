@@ -39,7 +39,7 @@ from harness.model import (
     verdict_for,
 )
 from harness.plan import Plan, PlannedCell
-from harness.probe import FACTS_FILE, PLUGIN_FILE
+from harness.probe import CHECKS_FILE, FACTS_FILE, PLUGIN_FILE
 from harness.targets import Target, make_target
 
 #: What the probe's watchdog prints before it ends a process stuck past the case timeout.
@@ -229,6 +229,7 @@ class CellRunner:
         t = self.where
         t.put(suite.path, f"{base}/suite")
         t.put(PLUGIN_FILE, f"{base}/probe/leapfrog_probe.py")
+        t.put(CHECKS_FILE, f"{base}/probe/leapfrog_checks.py")
         if self.want_facts is not None:
             t.put(FACTS_FILE, f"{base}/probe/leapfrog_facts.py")
         case_timeout = self.options.case_timeout or suite.case_timeout

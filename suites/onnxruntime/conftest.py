@@ -17,20 +17,19 @@ reference evaluator usable; ``test_packaging.py`` records the clash itself.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import statistics
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import leapfrog_checks
 import numpy as np
 import onnx
 import onnx.reference  # noqa: F401  (before onnxruntime: see the module docstring)
 import onnxruntime as ort
 import pytest
+from leapfrog_checks import machine, settings, timed
+
+#: ``timed`` is used by the test modules (``from conftest import timed``).
+__all__ = ["timed"]
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
@@ -57,29 +56,21 @@ FLOAT_RTOL = 1e-4
 FLOAT_ATOL = 1e-5
 
 
+def load_golden(name: str) -> dict[str, np.ndarray]:
+    """All arrays of ``golden/<name>.npz``."""
+    return leapfrog_checks.load_golden(GOLDEN, name)
+
+
+def golden_meta() -> dict[str, Any]:
+    return leapfrog_checks.golden_meta(GOLDEN)
+
+
 def model_path(name: str) -> Path:
     return MODELS_DIR / f"{name}.onnx"
 
 
-def load_golden(name: str) -> dict[str, np.ndarray]:
-    """All arrays of ``golden/<name>.npz`` (loaded eagerly; the files are small)."""
-    with np.load(GOLDEN / f"{name}.npz", allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
-
-
 def golden_outputs(name: str) -> Outputs:
     return {k.removeprefix("out."): v for k, v in load_golden(name).items() if k.startswith("out.")}
-
-
-def golden_meta() -> dict[str, Any]:
-    meta: dict[str, Any] = json.loads((GOLDEN / "meta.json").read_text(encoding="utf-8"))
-    return meta
-
-
-def settings() -> dict[str, Any]:
-    """The suite's ``[settings]`` table, as the harness passes it."""
-    data: dict[str, Any] = json.loads(os.environ.get("LEAPFROG_SETTINGS", "{}") or "{}")
-    return data
 
 
 def session(
@@ -176,24 +167,10 @@ def check_outputs(
             assert_close(f"{label}.{key}", outputs[key], golden[key], rtol=FLOAT_RTOL, atol=FLOAT_ATOL, metrics=metrics)
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """Median and p90 wall time of ``fn()`` in milliseconds (after one warm-up call)."""
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    samples.sort()
-    p90 = samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))]
-    return statistics.median(samples), p90
-
-
 @pytest.fixture(scope="session")
 def arch() -> str:
     """Normalised machine name: x86_64, riscv64, aarch64, ..."""
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return machine()
 
 
 @pytest.fixture(scope="session")

@@ -12,22 +12,22 @@ The ``metrics`` fixture comes from the harness probe plugin, not from here.
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import statistics
-import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import leapfrog_checks
 import models
 import numpy as np
 import pytest
 import torch
+from leapfrog_checks import machine, settings, timed
 from torch import nn
+
+#: ``timed`` is used by the test modules (``from conftest import timed``).
+__all__ = ["timed"]
 
 GOLDEN = Path(__file__).parent / "golden"
 Metrics = dict[str, Any]
@@ -46,20 +46,12 @@ GRAD_RTOL, GRAD_ATOL = 1e-4, 1e-6
 
 
 def load_golden(name: str) -> dict[str, np.ndarray]:
-    """All arrays of ``golden/<name>.npz`` (loaded eagerly; the files are small)."""
-    with np.load(GOLDEN / f"{name}.npz", allow_pickle=False) as data:
-        return {key: data[key] for key in data.files}
+    """All arrays of ``golden/<name>.npz``."""
+    return leapfrog_checks.load_golden(GOLDEN, name)
 
 
 def golden_meta() -> dict[str, Any]:
-    meta: dict[str, Any] = json.loads((GOLDEN / "meta.json").read_text(encoding="utf-8"))
-    return meta
-
-
-def settings() -> dict[str, Any]:
-    """The suite's ``[settings]`` table, as the harness passes it."""
-    data: dict[str, Any] = json.loads(os.environ.get("LEAPFROG_SETTINGS", "{}") or "{}")
-    return data
+    return leapfrog_checks.golden_meta(GOLDEN)
 
 
 def load_model(name: str) -> nn.Module:
@@ -145,19 +137,6 @@ def assert_same(name: str, actual: Any, golden: Any, *, metrics: Metrics) -> Non
         )
 
 
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """Median and p90 wall time of ``fn()`` in milliseconds (after one warm-up call)."""
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    samples.sort()
-    p90 = samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))]
-    return statistics.median(samples), p90
-
-
 @contextmanager
 def deprecations(metrics: Metrics) -> Iterator[None]:
     """Run an API that newer torch releases deprecate (torch.jit, torch.ao.quantization).
@@ -176,8 +155,7 @@ def deprecations(metrics: Metrics) -> Iterator[None]:
 @pytest.fixture(scope="session")
 def arch() -> str:
     """Normalised machine name: x86_64, riscv64, aarch64, ..."""
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
+    return machine()
 
 
 @pytest.fixture(scope="session")
