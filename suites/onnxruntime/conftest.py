@@ -121,18 +121,7 @@ def assert_close(name: str, actual: Any, golden: Any, *, rtol: float, atol: floa
     if a.shape != g.shape or a.dtype != g.dtype:
         pytest.fail(f"{name}: got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
     diff, rel = _errors(a, g)
-    max_abs = float(diff.max(initial=0.0))
-    max_rel = float(rel.max(initial=0.0))
-    metrics[f"{name}.max_abs_err"] = max_abs
-    metrics[f"{name}.max_rel_err"] = max_rel
-    bad = diff > atol + rtol * np.abs(g.astype(np.float64))
-    if bad.any():
-        where = np.unravel_index(int(np.argmax(np.where(bad, diff, -1.0))), a.shape)
-        pytest.fail(
-            f"{name}: {int(bad.sum())} of {a.size} values outside tolerance (rtol={rtol:g}, atol={atol:g}): "
-            f"max_abs_err={max_abs:.3g} max_rel_err={max_rel:.3g}; worst at index {tuple(map(int, where))}: "
-            f"got {a[where]!r}, golden {g[where]!r}"
-        )
+    leapfrog_checks.judge(name, a, g, diff, rel, rtol=rtol, atol=atol, metrics=metrics)
 
 
 def assert_same(name: str, actual: Any, golden: Any, *, metrics: Metrics) -> None:
