@@ -68,6 +68,23 @@ def _errors(actual: np.ndarray, golden: np.ndarray) -> tuple[np.ndarray, np.ndar
     return diff, rel
 
 
+def value_errors(actual: np.ndarray, golden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Absolute and relative errors of real values: NaN meets NaN at no cost, NaN on one
+    side is an infinite error, and any error against a zero golden is infinitely relative.
+
+    The strict comparisons of the onnxruntime and torch suites use these (with a dtype check).
+    """
+    a = actual.astype(np.float64)
+    g = golden.astype(np.float64)
+    diff = np.where(np.isnan(a) & np.isnan(g), 0.0, np.abs(a - g))
+    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
+    scale = np.abs(g)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(diff == 0, 0.0, diff / np.where(scale > 0, scale, np.inf))
+    rel = np.where((diff > 0) & (scale == 0), np.inf, rel)
+    return diff, rel
+
+
 def assert_close(
     name: str,
     actual: Any,
@@ -165,3 +182,15 @@ def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
     samples.sort()
     p90 = samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))]
     return statistics.median(samples), p90
+
+
+@pytest.fixture(scope="session")
+def arch() -> str:
+    """Normalised machine name of the target: x86_64, riscv64, aarch64, ..."""
+    return machine()
+
+
+@pytest.fixture(scope="session")
+def bench_repeats() -> int:
+    """Timed repetitions per latency case: the suite's ``bench_repeats`` setting (default 20)."""
+    return int(settings().get("bench_repeats", 20))

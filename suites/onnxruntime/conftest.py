@@ -26,10 +26,10 @@ import onnx
 import onnx.reference  # noqa: F401  (before onnxruntime: see the module docstring)
 import onnxruntime as ort
 import pytest
-from leapfrog_checks import machine, settings, timed
+from leapfrog_checks import arch, bench_repeats, timed, value_errors
 
-#: ``timed`` is used by the test modules (``from conftest import timed``).
-__all__ = ["timed"]
+#: Fixtures for the test modules, and ``timed`` (``from conftest import timed``).
+__all__ = ["arch", "bench_repeats", "timed"]
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
@@ -98,19 +98,6 @@ def run(sess: ort.InferenceSession, x: np.ndarray) -> Outputs:
     return dict(zip(names, sess.run(names, {"x": x}), strict=True))
 
 
-def _errors(actual: np.ndarray, golden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = actual.astype(np.float64)
-    g = golden.astype(np.float64)
-    both_nan = np.isnan(a) & np.isnan(g)
-    diff = np.where(both_nan, 0.0, np.abs(a - g))
-    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
-    scale = np.abs(g)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(diff == 0, 0.0, diff / np.where(scale > 0, scale, np.inf))
-    rel = np.where((diff > 0) & (scale == 0), np.inf, rel)
-    return diff, rel
-
-
 def assert_close(name: str, actual: Any, golden: Any, *, rtol: float, atol: float, metrics: Metrics) -> None:
     """Fail unless ``|actual - golden| <= atol + rtol * |golden|`` element-wise.
 
@@ -120,7 +107,7 @@ def assert_close(name: str, actual: Any, golden: Any, *, rtol: float, atol: floa
     g = np.asarray(golden)
     if a.shape != g.shape or a.dtype != g.dtype:
         pytest.fail(f"{name}: got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
-    diff, rel = _errors(a, g)
+    diff, rel = value_errors(a, g)
     leapfrog_checks.judge(name, a, g, diff, rel, rtol=rtol, atol=atol, metrics=metrics)
 
 
@@ -132,7 +119,7 @@ def assert_same(name: str, actual: Any, golden: Any, *, metrics: Metrics) -> Non
         pytest.fail(f"{name}: got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
     differ = (a != g) & ~(np.isnan(a) & np.isnan(g)) if a.dtype.kind == "f" else a != g
     count = int(np.count_nonzero(differ))
-    diff, _ = _errors(a, g)
+    diff, _ = value_errors(a, g)
     metrics[f"{name}.mismatches"] = count
     metrics[f"{name}.max_abs_err"] = float(diff.max(initial=0.0))
     if count:
@@ -154,14 +141,3 @@ def check_outputs(
             assert_same(f"{label}.{key}", outputs[key], golden[key], metrics=metrics)
         else:
             assert_close(f"{label}.{key}", outputs[key], golden[key], rtol=FLOAT_RTOL, atol=FLOAT_ATOL, metrics=metrics)
-
-
-@pytest.fixture(scope="session")
-def arch() -> str:
-    """Normalised machine name: x86_64, riscv64, aarch64, ..."""
-    return machine()
-
-
-@pytest.fixture(scope="session")
-def bench_repeats() -> int:
-    return int(settings().get("bench_repeats", 20))

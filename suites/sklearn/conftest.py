@@ -18,9 +18,20 @@ from typing import Any
 import leapfrog_checks
 import numpy as np
 import pytest
-from leapfrog_checks import Metrics, assert_close, assert_same, machine, settings, timed
+from leapfrog_checks import Metrics, arch, assert_close, assert_same, bench_repeats, settings, timed
 
-__all__ = ["GOLDEN", "Metrics", "assert_close", "assert_same", "golden_meta", "load_golden", "settings", "timed"]
+__all__ = [
+    "GOLDEN",
+    "Metrics",
+    "arch",
+    "assert_close",
+    "assert_same",
+    "bench_repeats",
+    "golden_meta",
+    "load_golden",
+    "settings",
+    "timed",
+]
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -32,17 +43,6 @@ def load_golden(name: str) -> dict[str, np.ndarray]:
 
 def golden_meta() -> dict[str, Any]:
     return leapfrog_checks.golden_meta(GOLDEN)
-
-
-@pytest.fixture(scope="session")
-def arch() -> str:
-    """Normalised machine name: x86_64, riscv64, aarch64, ..."""
-    return machine()
-
-
-@pytest.fixture(scope="session")
-def bench_repeats() -> int:
-    return int(settings().get("bench_repeats", 20))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -23,11 +23,11 @@ import models
 import numpy as np
 import pytest
 import torch
-from leapfrog_checks import machine, settings, timed
+from leapfrog_checks import arch, bench_repeats, timed, value_errors
 from torch import nn
 
-#: ``timed`` is used by the test modules (``from conftest import timed``).
-__all__ = ["timed"]
+#: Fixtures for the test modules, and ``timed`` (``from conftest import timed``).
+__all__ = ["arch", "bench_repeats", "timed"]
 
 GOLDEN = Path(__file__).parent / "golden"
 Metrics = dict[str, Any]
@@ -74,18 +74,6 @@ def _numpy(value: Any) -> np.ndarray:
     return np.asarray(value)
 
 
-def _errors(actual: np.ndarray, golden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    a = actual.astype(np.float64)
-    g = golden.astype(np.float64)
-    diff = np.where(np.isnan(a) & np.isnan(g), 0.0, np.abs(a - g))
-    diff = np.where(np.isnan(diff), np.inf, diff)  # NaN on one side only
-    scale = np.abs(g)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        rel = np.where(diff == 0, 0.0, diff / np.where(scale > 0, scale, np.inf))
-    rel = np.where((diff > 0) & (scale == 0), np.inf, rel)
-    return diff, rel
-
-
 def assert_close(name: str, actual: Any, golden: Any, *, rtol: float, atol: float, metrics: Metrics) -> None:
     """Fail unless ``|actual - golden| <= atol + rtol * |golden|`` element-wise.
 
@@ -95,7 +83,7 @@ def assert_close(name: str, actual: Any, golden: Any, *, rtol: float, atol: floa
     g = _numpy(golden)
     if a.shape != g.shape or a.dtype != g.dtype:
         pytest.fail(f"{name}: got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
-    diff, rel = _errors(a, g)
+    diff, rel = value_errors(a, g)
     leapfrog_checks.judge(name, a, g, diff, rel, rtol=rtol, atol=atol, metrics=metrics)
 
 
@@ -106,7 +94,7 @@ def count_mismatches(actual: Any, golden: Any) -> tuple[int, float]:
     if a.shape != g.shape or a.dtype != g.dtype:
         pytest.fail(f"got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
     differ = (a != g) & ~(np.isnan(a) & np.isnan(g)) if a.dtype.kind == "f" else a != g
-    diff, _ = _errors(a, g)
+    diff, _ = value_errors(a, g)
     return int(np.count_nonzero(differ)), float(diff.max(initial=0.0))
 
 
@@ -139,14 +127,3 @@ def deprecations(metrics: Metrics) -> Iterator[None]:
     found = [str(w.message).strip().splitlines()[0] for w in caught if issubclass(w.category, DeprecationWarning)]
     if found:
         metrics["deprecation"] = " | ".join(sorted(set(found)))
-
-
-@pytest.fixture(scope="session")
-def arch() -> str:
-    """Normalised machine name: x86_64, riscv64, aarch64, ..."""
-    return machine()
-
-
-@pytest.fixture(scope="session")
-def bench_repeats() -> int:
-    return int(settings().get("bench_repeats", 20))

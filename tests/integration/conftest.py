@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -27,6 +28,18 @@ ROOT = Path(__file__).resolve().parents[2]
 # suites/ holds suites that leapfrog runs inside targets (one of them segfaults on
 # purpose): they are data for these tests, never collected by the outer pytest.
 collect_ignore = ["suites"]
+
+
+def leapfrog(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """The ``leapfrog`` CLI of this checkout, as a user runs it (a subprocess; output captured)."""
+    return subprocess.run(
+        [sys.executable, "-m", "harness.cli", "--root", str(ROOT), *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=1800,
+        env=env,
+    )
 
 
 def all_debian_packages() -> list[str]:

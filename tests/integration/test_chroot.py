@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import junitparser
@@ -15,20 +13,9 @@ from harness.config import load_project
 from harness.images import CachedImage
 from harness.targets import make_target
 from harness.targets.chroot import mounts_under, pids_rooted_at, runs_dir
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, leapfrog
 
 pytestmark = [pytest.mark.integration, pytest.mark.chroot]
-
-
-def leapfrog(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", "--root", str(ROOT), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-        env=env,
-    )
 
 
 @pytest.fixture(scope="module")

@@ -5,15 +5,13 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from harness.images import CachedImage
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, leapfrog
 
 pytestmark = [pytest.mark.integration, pytest.mark.chroot]
 
@@ -26,17 +24,6 @@ SHORT = {
     "offline_min_duration_ms": "1000",
     "server_target_qps": "20.0",
 }
-
-
-def leapfrog(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "harness.cli", "--root", str(ROOT), *args],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=1800,
-        env=env,
-    )
 
 
 def short_suite(folder: Path, settings: dict[str, str] = SHORT) -> Path:

@@ -56,3 +56,14 @@ def test_golden_files_settings_and_timing(tmp_path: Path, monkeypatch: pytest.Mo
     assert 0 <= median <= p90
     host = platform.machine().lower()
     assert checks.machine() == {"amd64": "x86_64", "arm64": "aarch64"}.get(host, host)
+
+
+def test_value_errors_nan_meets_nan_and_a_zero_golden_is_infinitely_relative() -> None:
+    diff, rel = checks.value_errors(np.array([np.nan, np.nan, 1e-9, 2.2]), np.array([np.nan, 1.0, 0.0, 2.0]))
+    assert diff[0] == 0
+    assert rel[0] == 0
+    assert np.isinf(diff[1])
+    assert np.isinf(rel[1])
+    assert diff[2] == pytest.approx(1e-9)
+    assert np.isinf(rel[2])
+    assert rel[3] == pytest.approx(0.1)

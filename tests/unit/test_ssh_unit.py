@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import shlex
 import shutil
@@ -950,3 +951,29 @@ def test_a_server_without_sftp_gives_a_target_error(target: SshTarget, tmp_path:
     with pytest.raises(TargetError, match=r'failed copying ".*f\.txt"'):
         target.put(tmp_path / "f.txt", "/tmp/f.txt")
     assert target.run(["true"], timeout=30).ok  # the connection itself is still fine
+
+
+def test_a_host_driven_suite_attaches_its_own_connection(
+    server: LoopbackSsh, tmp_path: Path, client_key: Path
+) -> None:
+    """handle() saves a first-seen host key before another process checks it; stopping the view spares the owner."""
+    known = tmp_path / "fresh" / "known_hosts"
+    cfg = make_config(
+        tmp_path,
+        host="127.0.0.1",
+        port=server.port,
+        key_file=str(client_key),
+        known_hosts=str(known),
+        accept_new_host_key=True,
+    )
+    owner = SshTarget(cfg)
+    handle = json.loads(json.dumps(owner.handle()))  # as the runner passes it: through the environment
+    assert known.read_text() == server.known_hosts_line()
+    try:
+        strict = dataclasses.replace(cfg, options=dataclasses.replace(cfg.options, accept_new_host_key=False))
+        view = SshTarget.attach(strict, handle)
+        assert view.run(["echo", "attached"], timeout=30).stdout == "attached\n"
+        view.stop()
+        assert owner.run(["echo", "owner"], timeout=30).stdout == "owner\n"
+    finally:
+        owner.stop()
