@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import re
 import tomllib
 import types
 import typing
@@ -20,6 +22,46 @@ from harness.errors import ConfigError
 
 KNOWN_DISTROS = ("debian", "openeuler")
 SUITE_KINDS = ("in-target", "host-driven")
+
+#: Debian package names (Debian Policy 5.6.1), with an optional ":arch" qualifier.
+DEBIAN_PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]+(:[a-z0-9][a-z0-9-]*)?\Z")
+#: RPM package names as openEuler's repositories use them (python3-PyYAML, libstdc++).
+RPM_PACKAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]*\Z")
+#: Release names: Debian suites and codenames (trixie, bookworm-backports), openEuler's 24.03-LTS-SP1.
+RELEASE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]*\Z")
+#: Architecture names (riscv64, amd64, x86_64).
+ARCH = re.compile(r"[a-z0-9][a-z0-9_-]*\Z")
+_PACKAGE_NAME = {"debian": DEBIAN_PACKAGE, "openeuler": RPM_PACKAGE}
+
+
+def check_package_names(names: typing.Iterable[str], distro: str, key: str) -> None:
+    """Refuse a package name that is not one (above all one starting with "-", which a tool reads as an option).
+
+    ``key`` names where the list came from, for the message.  A distro
+    leapfrog does not know is left to the check of ``image.distro``.
+    """
+    pattern = _PACKAGE_NAME.get(distro)
+    if pattern is None:
+        return
+    for name in names:
+        if not pattern.match(name):
+            rule = (
+                "lower-case letters, digits, and + . - after the first character"
+                if distro == "debian"
+                else "letters, digits, and _ . + - after the first character"
+            )
+            raise ConfigError(
+                f'key "{key}" holds {name!r}, which is not a valid {distro} package name ({rule}); fix or remove it.'
+            )
+
+
+def check_release(release: str, key: str = "image.release") -> None:
+    """Refuse a release name that is not one (a leading "-" would become a tool's option)."""
+    if not RELEASE.match(release):
+        raise ConfigError(
+            f'key "{key}" is {release!r}, which is not a release name; use letters, digits and . _ + - '
+            'starting with a letter or digit, like "trixie" or "24.03-LTS-SP1".'
+        )
 
 
 def suggest(word: str, choices: typing.Iterable[str]) -> str:
@@ -41,6 +83,18 @@ def _type_name(tp: Any) -> str:
     return {str: "a string", int: "an integer", float: "a number", bool: "true or false"}.get(
         tp, getattr(tp, "__name__", str(tp))
     )
+
+
+def _non_finite(value: Any) -> float | None:
+    """The first NaN or infinity in ``value`` (searching lists and tables), else None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    items = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+    for item in items:
+        found = _non_finite(item)
+        if found is not None:
+            return found
+    return None
 
 
 def _check_value(value: Any, tp: Any) -> bool:
@@ -95,6 +149,9 @@ def build_dataclass(cls: type[Any], table: dict[str, Any], *, file: Path, where:
             continue
         if not _check_value(value, tp):
             raise ConfigError(f'{file}: key "{dotted}" must be {_type_name(tp)}, not {value!r}.')
+        bad = _non_finite(value)
+        if bad is not None:  # TOML allows nan and inf; no leapfrog setting means either
+            raise ConfigError(f'{file}: key "{dotted}" holds {bad!r}; write a finite number.')
         kwargs[key] = float(value) if tp is float else value
     missing = [
         n
@@ -117,6 +174,13 @@ def read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: file not found.") from e
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{path}: not valid TOML: {e}.") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: not valid TOML: byte {e.start} is not UTF-8 ({e.object[e.start : e.start + 1]!r}); "
+            "save the file as UTF-8."
+        ) from e
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read it: {e.strerror or e}.") from e
 
 
 # --------------------------------------------------------------------------- images
@@ -143,6 +207,19 @@ class ImageSpec:
     url: str = ""
     sha256: str = ""
     firmware: list[str] = dataclasses.field(default_factory=list)
+    #: No "sha256" known: take it from "<url>.sha256sum" on the same mirror at the first
+    #: fetch, record it, and hold every later fetch to it (trust on first use).
+    trust_sha256sum: bool = False
+
+    def __post_init__(self) -> None:
+        check_release(self.release)
+        if not ARCH.match(self.arch):
+            raise ConfigError(f'key "image.arch" is {self.arch!r}, which is not an architecture name like "riscv64".')
+        if not self.mirror or self.mirror.startswith("-") or any(c in self.mirror for c in "\n\r\0"):
+            raise ConfigError(f'key "image.mirror" is {self.mirror!r}; give the URL of a package mirror.')
+        check_package_names(self.packages, self.distro, "image.packages")
+        if self.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
+            raise ConfigError(f'key "image.sha256" must be 64 hexadecimal digits (a SHA-256), not {self.sha256!r}.')
 
 
 # --------------------------------------------------------------------------- targets
@@ -273,6 +350,11 @@ def load_suite(folder: Path) -> SuiteConfig:
     for key in ("timeout", "case_timeout"):
         if getattr(sf, key) <= 0:
             raise ConfigError(f'{path}: key "{key}" must be a positive number of seconds.')
+    for distro in KNOWN_DISTROS:
+        try:
+            check_package_names(getattr(sf.packages, distro), distro, f"packages.{distro}")
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from e
     for port in sf.ports:
         if not 1 <= port <= 65535:
             raise ConfigError(f'{path}: key "ports" holds {port}, which is not a TCP port; use 1-65535.')

@@ -23,6 +23,15 @@ _MISSING = [
 
 
 def mmdebstrap_argv(release: str, arch: str, mirror: str, packages: list[str], dest: Path) -> list[str]:
+    from harness.config import check_package_names, check_release
+
+    # Checked again here, not only when the file is read: a name starting with "-" would be an option.
+    check_release(release)
+    check_package_names(packages, "debian", "packages")
+    if mirror.startswith("-") or arch.startswith("-"):
+        raise ImageError(
+            f"refusing to run mmdebstrap with mirror {mirror!r} and arch {arch!r}: one looks like an option."
+        )
     return [
         "mmdebstrap",
         "--verbose",  # dpkg's "Setting up X" lines drive the progress display
@@ -34,6 +43,7 @@ def mmdebstrap_argv(release: str, arch: str, mirror: str, packages: list[str], d
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-include=/usr/share/locale/locale.alias",
         f"--include={','.join(sorted(set(packages)))}",
+        "--",
         release,
         str(dest),
         mirror,
@@ -145,7 +155,7 @@ def layer_rootfs(
         tail: list[str] = []
         for argv in (
             ["apt-get", "update", "-q"],
-            ["apt-get", "install", "-y", "-q", "--no-install-recommends", *sorted(extra)],
+            ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--", *sorted(extra)],
             ["apt-get", "clean"],
         ):
             say(f"{' '.join(argv[:2])} ({time.monotonic() - start:.0f}s)")

@@ -16,6 +16,7 @@ import dataclasses
 import re
 import shlex
 
+from harness.config import check_package_names
 from harness.errors import TargetError
 from harness.model import TargetFacts
 from harness.targets.base import Target
@@ -71,13 +72,15 @@ def provision(target: Target, packages: list[str], *, timeout: float = 1800) -> 
     """Install ``packages`` in a started openEuler target with dnf; report what it lacks."""
     if not packages:
         return Provisioned([], [], [])
+    # Checked when suite.toml is read, and again here: a name starting with "-" would be an option.
+    check_package_names(packages, "openeuler", "packages.openeuler")
     log: list[str] = []
-    have = target.run(["rpm", "-q", "--qf", "%{NAME}\\n", *packages], timeout=120)
+    have = target.run(["rpm", "-q", "--qf", "%{NAME}\\n", "--", *packages], timeout=120)
     already = sorted(set(have.stdout.split()) & set(packages))
     wanted = [p for p in packages if p not in already]
     if not wanted:
         return Provisioned([], already, [])
-    listing = target.run(["dnf", "list", "--available", "--quiet", *wanted], timeout=timeout)
+    listing = target.run(["dnf", "list", "--available", "--quiet", "--", *wanted], timeout=timeout)
     log.append(f"$ dnf list --available {shlex.join(wanted)}\n{listing.stdout}{listing.stderr}")
     if listing.exit_code not in (0, 1):  # 1: none of the names matched
         raise TargetError(
@@ -88,7 +91,7 @@ def provision(target: Target, packages: list[str], *, timeout: float = 1800) -> 
     present = [p for p in wanted if p in available]
     missing = [p for p in wanted if p not in available]
     if present:
-        inst = target.run(["dnf", "install", "-y", "--setopt=install_weak_deps=False", *present], timeout=timeout)
+        inst = target.run(["dnf", "install", "-y", "--setopt=install_weak_deps=False", "--", *present], timeout=timeout)
         log.append(f"$ dnf install {shlex.join(present)}\n{inst.stdout[-4000:]}{inst.stderr[-4000:]}")
         if not inst.ok:
             raise TargetError(

@@ -112,3 +112,70 @@ def test_pick_unknown_suite_suggests(project_root: Path) -> None:
         p.pick_suites(["platfrom"])
     with pytest.raises(ConfigError, match="known targets"):
         p.pick_targets(["nope"])
+
+
+def test_a_file_with_non_utf8_bytes_is_a_config_error_naming_it(tmp_path: Path) -> None:
+    p = tmp_path / "t.toml"
+    p.write_bytes(b'kind = "chroot"\ndescription = "caf\xe9"\n')
+    with pytest.raises(ConfigError, match=r"t\.toml: not valid TOML: byte \d+ is not UTF-8.*save the file as UTF-8"):
+        load_target(p)
+    write(tmp_path, "s/suite.toml", "")
+    (tmp_path / "s/suite.toml").write_bytes(b'description = "\xff"\n')
+    with pytest.raises(ConfigError, match="is not UTF-8"):
+        load_suite(tmp_path / "s")
+
+
+@pytest.mark.parametrize("value", ["nan", "+nan", "inf", "-inf"])
+def test_nan_and_infinity_are_refused(tmp_path: Path, value: str) -> None:
+    write(tmp_path, "s/suite.toml", f"timeout = {value}\n")
+    with pytest.raises(ConfigError, match=rf'suite.toml: key "timeout" holds .*{value.lstrip("+-")}.*finite number'):
+        load_suite(tmp_path / "s")
+    write(tmp_path, "c/suite.toml", f"case_timeout = 10\n[settings]\nrepeats = {value}\n")
+    with pytest.raises(ConfigError, match='key "settings" holds'):
+        load_suite(tmp_path / "c")
+    p = write(tmp_path, "t.toml", f'kind = "ssh"\nhost = "h"\nconnect_timeout = {value}\n')
+    with pytest.raises(ConfigError, match='key "connect_timeout" holds'):
+        load_target(p)
+
+
+@pytest.mark.parametrize(
+    ("table", "key"),
+    [
+        ('release = "--hook-dir=/tmp/x"', "image.release"),
+        ('packages = ["python3", "--customize-hook=touch /x"]', "image.packages"),
+        ('packages = ["Python3"]', "image.packages"),
+        ('arch = "-riscv64"', "image.arch"),
+        ('mirror = "--setup-hook=x"', "image.mirror"),
+        ('sha256 = "abc"', "image.sha256"),
+    ],
+)
+def test_image_names_that_a_tool_would_read_as_options_are_refused(tmp_path: Path, table: str, key: str) -> None:
+    p = write(tmp_path, "t.toml", f'kind = "chroot"\n[image]\ndistro = "debian"\n{table}\n')
+    with pytest.raises(ConfigError) as e:
+        load_target(p)
+    assert str(p) in str(e.value)
+    assert f'key "{key}"' in str(e.value)
+
+
+def test_suite_package_names_are_checked_per_distro(tmp_path: Path) -> None:
+    write(tmp_path, "s/suite.toml", '[packages]\ndebian = ["-oDebug::pkgProblemResolver=1"]\n')
+    with pytest.raises(ConfigError, match=r'suite.toml: key "packages.debian" holds .*not a valid debian package name'):
+        load_suite(tmp_path / "s")
+    write(tmp_path, "o/suite.toml", '[packages]\nopeneuler = ["--setopt=x"]\n')
+    with pytest.raises(ConfigError, match=r'key "packages\.openeuler"'):
+        load_suite(tmp_path / "o")
+    # Real names pass: an arch qualifier for Debian, upper case for RPM.
+    write(tmp_path, "ok/suite.toml", '[packages]\ndebian = ["libstdc++6:riscv64"]\nopeneuler = ["python3-PyYAML"]\n')
+    assert load_suite(tmp_path / "ok").packages.openeuler == ["python3-PyYAML"]
+
+
+def test_mmdebstrap_argv_refuses_option_like_names_and_ends_options_before_positionals(tmp_path: Path) -> None:
+    from harness.images.debian import mmdebstrap_argv
+
+    mirror = "http://deb.debian.org/debian"
+    argv = mmdebstrap_argv("trixie", "riscv64", mirror, ["python3"], tmp_path / "root")
+    assert argv[-4:] == ["--", "trixie", str(tmp_path / "root"), mirror]
+    with pytest.raises(ConfigError, match=r'key "image\.release"'):
+        mmdebstrap_argv("--hook-dir=/x", "riscv64", mirror, ["python3"], tmp_path)
+    with pytest.raises(ConfigError, match='key "packages"'):
+        mmdebstrap_argv("trixie", "riscv64", mirror, ["python3", "-x"], tmp_path)

@@ -12,7 +12,7 @@ from typing import ClassVar
 import pytest
 
 from harness.config import load_project
-from harness.errors import ImageError, TargetError
+from harness.errors import ConfigError, ImageError, TargetError
 from harness.images import openeuler
 from harness.images.fetch import decompress_xz, fetch, fetch_verified, parse_sha256sum
 from harness.model import TargetFacts
@@ -62,7 +62,14 @@ def test_provision_installs_what_exists_and_reports_what_is_missing() -> None:
     assert got.already == ["python3-pytest"]
     assert got.installed == ["python3-numpy"]
     assert got.missing == ["python3-torch"]
-    assert t.calls[-1] == ["dnf", "install", "-y", "--setopt=install_weak_deps=False", "python3-numpy"]
+    assert t.calls[-1] == ["dnf", "install", "-y", "--setopt=install_weak_deps=False", "--", "python3-numpy"]
+
+
+def test_provision_refuses_a_package_name_that_rpm_or_dnf_would_read_as_an_option() -> None:
+    t = FakeTarget()
+    with pytest.raises(ConfigError, match=r"'--setopt=reposdir=/tmp'.*not a valid openeuler package name"):
+        openeuler.provision(t, ["python3-numpy", "--setopt=reposdir=/tmp"])  # type: ignore[arg-type]
+    assert t.calls == []
 
 
 def test_provision_install_failure_is_infrastructure() -> None:
