@@ -7,6 +7,14 @@ The ISA: under qemu-user a mounted /proc/cpuinfo describes the *host* CPU, so
 on riscv64 the extensions come from AT_HWCAP in /proc/self/auxv (qemu-user
 emulates that file for the guest); the "isa" line of /proc/cpuinfo is used
 where it exists and describes a riscv CPU (a VM or a board).
+
+On x86-64 the flags of /proc/cpuinfo give the level (x86-64-v2/v3/v4) and the
+features that change numerical answers (``extra["x86_features"]``): AVX2 and
+FMA (float kernels fuse multiply-add), AVX-512, and VNNI, without which int8
+kernels multiply u8 by s8 with ``vpmaddubsw`` and saturate each pair's sum at
+int16 (onnxruntime documents it; its ``reduce_range`` exists for it).  These
+are read only when the target's own machine is x86-64: under qemu-user,
+/proc/cpuinfo describes the host, not the emulated CPU.
 """
 
 from __future__ import annotations
@@ -48,16 +56,39 @@ def cpuinfo_isa() -> str:
     return ""
 
 
-def x86_flags() -> list[str]:
+#: x86 features that change numerical answers, in the order the report lists them.
+X86_NUMERIC_FEATURES = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx")
+#: Either gives int8 kernels an exact u8 x s8 dot product into int32 (vpdpbusd).
+X86_VNNI = ("avx512_vnni", "avx_vnni")
+
+
+def cpuinfo_field(text: str, name: str) -> str:
+    """The value of the first ``name : value`` line of /proc/cpuinfo text ('' if none)."""
+    for line in text.splitlines():
+        k, sep, v = line.partition(":")
+        if sep and k.strip() == name:
+            return v.strip()
+    return ""
+
+
+def read_cpuinfo() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                k, _, v = line.partition(":")
-                if k.strip() == "flags":
-                    return v.split()
+            return f.read()
     except OSError:
-        pass
-    return []
+        return ""
+
+
+def x86_numerics(flags: set[str]) -> dict[str, str]:
+    """What the flags say about numerics: one fact per feature ("amx" for any amx_*), then the int8 dot product."""
+    present = flags | ({"amx"} if any(f.startswith("amx") for f in flags) else set())
+    features = " ".join("%s=%s" % (n, "yes" if n in present else "no") for n in X86_NUMERIC_FEATURES)
+    vnni = [n for n in X86_VNNI if n in flags]
+    if vnni:
+        dot = "VNNI (%s): u8 x s8 products summed exactly in int32" % ", ".join(vnni)
+    else:
+        dot = "no VNNI: u8 x s8 kernels sum pairs of products in int16 (vpmaddubsw), which saturates"
+    return {"x86_features": features, "int8_dot_product": dot}
 
 
 def os_release() -> dict[str, str]:
@@ -110,10 +141,13 @@ def collect(packages: list[str]) -> dict[str, object]:
     arch = platform.machine()
     osr = os_release()
     isa, extensions, source = "", [], ""
+    cpu: dict[str, str] = {}
     if arch.startswith("riscv"):
         isa, extensions, source = riscv_isa()
     elif arch in ("x86_64", "AMD64"):
-        flags = set(x86_flags())
+        text = read_cpuinfo()
+        flags = set(cpuinfo_field(text, "flags").split())
+        cpu = {"cpu_model_name": cpuinfo_field(text, "model name"), **x86_numerics(flags)}
         level = "x86-64"
         if {"cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"} <= flags:
             level = "x86-64-v2"
@@ -143,6 +177,7 @@ def collect(packages: list[str]) -> dict[str, object]:
             "page_size": str(os.sysconf("SC_PAGE_SIZE")) if hasattr(os, "sysconf") else "",
             "cpu_count": str(os.cpu_count() or ""),
             "os_release_version": osr.get("VERSION", ""),
+            **cpu,
         },
     }
 

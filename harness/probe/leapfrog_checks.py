@@ -52,6 +52,63 @@ def machine() -> str:
     return {"amd64": "x86_64", "arm64": "aarch64"}.get(name, name)
 
 
+#: Either gives int8 kernels an exact u8 x s8 dot product into int32 (vpdpbusd); as in facts.py.
+X86_VNNI = ("avx512_vnni", "avx_vnni")
+
+
+def cpuinfo_flags(text: str) -> set[str]:
+    """The ``flags`` of /proc/cpuinfo text (x86; the first processor's), as a set."""
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() == "flags":
+            return set(value.split())
+    return set()
+
+
+def host_cpu_flags() -> set[str]:
+    """/proc/cpuinfo flags on x86-64; empty elsewhere (under qemu-user that file is the host's)."""
+    if machine() != "x86_64":
+        return set()
+    try:
+        return cpuinfo_flags(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return set()
+
+
+def int8_saturation_reason(arch: str, flags: set[str], *, saturates: bool | None, measured: str = "") -> str | None:
+    """Why int8 answers on this host may differ from a golden made on a VNNI host, or None.
+
+    Only x86-64 has the documented difference: without VNNI, u8 x s8 int8
+    kernels (vpmaddubsw) sum each pair of products in int16 and saturate.
+    ``saturates`` is what a tiny u8 x s8 product measured on this host (None:
+    not measured): False means the kernels are exact here, whatever the flags
+    say; True on a CPU whose /proc/cpuinfo lists VNNI means the process runs on
+    another CPU than that file describes (qemu-user shows the host's).
+    Elsewhere a saturating int8 kernel is a wrong answer, not a host difference.
+    """
+    if arch != "x86_64" or saturates is False:
+        return None
+    vnni = [f for f in X86_VNNI if f in flags]
+    if vnni and not saturates:
+        return None
+    if not vnni:
+        host = "x86-64 without VNNI (/proc/cpuinfo: avx2=%s, no avx512_vnni, no avx_vnni)" % (
+            "yes" if "avx2" in flags else "no"
+        )
+    else:
+        host = (
+            "x86-64 whose /proc/cpuinfo lists %s, yet the CPU this process runs on has no VNNI "
+            "(an emulated CPU: under qemu-user /proc/cpuinfo is the host's)" % ", ".join(vnni)
+        )
+    return (
+        "host difference, not a port bug: %s. Here u8 x s8 int8 kernels sum each pair of products in int16 "
+        "(vpmaddubsw) and saturate at 32767%s, while the golden was made on a VNNI host, whose vpdpbusd sums "
+        "exactly in int32. onnxruntime documents this in its quantization guide; weights quantized to 7 bits "
+        "(reduce_range=True) or u8 x u8 avoid it. Compare int8 answers with a golden from a VNNI host or from "
+        "riscv64, not from this one." % (host, " (measured: %s)" % measured if measured else "")
+    )
+
+
 def _errors(actual: np.ndarray, golden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     wide = np.complex128 if np.iscomplexobj(actual) or np.iscomplexobj(golden) else np.float64
     a = actual.astype(wide)
