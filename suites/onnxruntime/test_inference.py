@@ -1,4 +1,11 @@
-"""Inference of the four models against the x86-64 golden outputs."""
+"""Inference of the four models against the x86-64 golden outputs.
+
+Each comparison with the golden goes through ``golden_checks``: every error is
+recorded, and on x86-64 without VNNI the int8 model's difference is an xfail
+with its reason.  What does not depend on the host (session options, batch
+size, repeats agreeing with this host's default answer) is checked strictly
+everywhere.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,8 @@ from conftest import (
     Metrics,
     assert_same,
     check_outputs,
+    compare,
+    golden_checks,
     golden_outputs,
     load_golden,
     model_path,
@@ -34,24 +43,30 @@ PER_SAMPLE = {"quant": ("conv_q", "fc_q")}
 def test_golden(name: str, metrics: Metrics) -> None:
     """Default session (all graph optimisations, default threads) reproduces the golden outputs."""
     x = load_golden(name)["in.x"]
-    check_outputs(name, run(session(name), x), golden_outputs(name), metrics=metrics)
+    with golden_checks(name, metrics) as check:
+        check(name, run(session(name), x), golden_outputs(name))
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_session_options(name: str, metrics: Metrics) -> None:
-    """Every optimisation level, 1 or 2 intra-op threads and the parallel executor give the golden answer."""
+    """Every optimisation level, 1 or 2 intra-op threads and the parallel executor give the golden answer
+    (and, on every host, this host's default answer)."""
     x = load_golden(name)["in.x"]
     golden = golden_outputs(name)
-    for level in OPT_LEVELS:
-        for threads in (1, 2):
-            check_outputs(
-                f"{level}.t{threads}",
-                run(session(name, level=level, intra_threads=threads), x),
-                golden,
-                metrics=metrics,
-            )
-    parallel = session(name, level="all", intra_threads=1, inter_threads=2, sequential=False)
-    check_outputs("parallel", run(parallel, x), golden, metrics=metrics)
+    answers = {
+        f"{level}.t{threads}": run(session(name, level=level, intra_threads=threads), x)
+        for level in OPT_LEVELS
+        for threads in (1, 2)
+    }
+    answers["parallel"] = run(session(name, level="all", intra_threads=1, inter_threads=2, sequential=False), x)
+    default = run(session(name), x)
+    scratch: Metrics = {}  # the golden errors below are the ones worth a metric
+    host = [m for label, out in answers.items() for m in compare(f"host.{label}", out, default, metrics=scratch)]
+    if host:
+        pytest.fail("\n".join(["options change the answer on this host:", *host]))
+    with golden_checks(name, metrics) as check:
+        for label, out in answers.items():
+            check(label, out, golden)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -71,7 +86,10 @@ def test_optimized_model_roundtrip(name: str, tmp_path: Path, metrics: Metrics) 
         sorted({f"{n.domain}:{n.op_type}" if n.domain else n.op_type for n in optimized.graph.node})
     )
     x = load_golden(name)["in.x"]
-    check_outputs(name, run(session_from(saved), x), golden_outputs(name), metrics=metrics)
+    reloaded = run(session_from(saved), x)
+    check_outputs(f"host.{name}", reloaded, run(session(name), x), metrics={})
+    with golden_checks(name, metrics) as check:
+        check(name, reloaded, golden_outputs(name))
 
 
 def session_from(path: Path) -> ort.InferenceSession:
@@ -82,19 +100,29 @@ def session_from(path: Path) -> ort.InferenceSession:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_batch_consistency(name: str, metrics: Metrics) -> None:
-    """Each sample run alone (batch 1) gives its row of the golden batch."""
+    """Each sample run alone (batch 1) gives its row of the batch's answer on this host.
+
+    Whether the batch answer itself is the golden one is ``test_golden``'s
+    question; this one holds on every host, the int8 model on x86-64 without
+    VNNI included.
+    """
     x = load_golden(name)["in.x"]
-    golden = golden_outputs(name)
     sess = session(name)
-    keys = PER_SAMPLE.get(name, tuple(golden))
+    batch = run(sess, x)
+    keys = PER_SAMPLE.get(name, tuple(batch))
     for i in range(x.shape[0]):
-        row = {k: v[i : i + 1] for k, v in golden.items()}
+        row = {k: v[i : i + 1] for k, v in batch.items()}
         check_outputs(f"sample{i}", run(sess, x[i : i + 1]), row, metrics=metrics, keys=keys)
 
 
 @pytest.mark.parametrize("name", MODELS)
 def test_latency(name: str, bench_repeats: int, metrics: Metrics) -> None:
-    """Median and p90 latency of one batch; the answer stays bit-identical over the repetitions."""
+    """Median and p90 latency of one batch; the answer stays bit-identical over the repetitions.
+
+    The timed answer is compared with the golden too; the int8 host difference
+    (x86-64 without VNNI) is recorded, not held against a latency measurement:
+    ``test_golden`` reports it.
+    """
     x = load_golden(name)["in.x"]
     sess = session(name)
     first = run(sess, x)
@@ -107,7 +135,8 @@ def test_latency(name: str, bench_repeats: int, metrics: Metrics) -> None:
     for key, value in first.items():
         # Same session, same input: a CPU kernel has no reason to answer differently the second time.
         assert_same(f"repeat.{key}", last[key], value, metrics=metrics)
-    check_outputs(name, first, golden_outputs(name), metrics=metrics)
+    with golden_checks(name, metrics, host_difference="record") as check:
+        check(name, first, golden_outputs(name))
 
 
 def _version(text: str) -> tuple[int, ...]:
