@@ -7,6 +7,7 @@ Target file keys (besides the common ones and the required ``[image]``)::
     memory = "2G"
     cpu = ""              # QEMU -cpu model, e.g. "rv64,v=true,vlen=256"; "" = QEMU's rv64
     boot_timeout = 300.0  # seconds from QEMU start to a working SSH login
+    io_timeout = 120.0    # seconds for the guest to answer one exec or SFTP request
     machine = "virt"
     bios = "default"      # QEMU's bundled OpenSBI
     extra_args = []       # appended to the QEMU command line
@@ -53,6 +54,7 @@ import datetime
 import fcntl
 import json
 import logging
+import math
 import os
 import re
 import secrets
@@ -477,6 +479,7 @@ class QemuVmTarget(Target):
         memory: str = "2G"
         cpu: str = ""
         boot_timeout: float = 300.0
+        io_timeout: float = 120.0  # one exec or SFTP request over SSH: TCG is slow
         machine: str = "virt"
         bios: str = "default"
         extra_args: list[str] = dataclasses.field(default_factory=list)
@@ -489,10 +492,12 @@ class QemuVmTarget(Target):
                 raise ConfigError(f'key "cpus" must be 1 or more, not {self.cpus}.')
             if not _MEMORY.match(self.memory):
                 raise ConfigError(f'key "memory" must be a size like "2G" or "2048M", not "{self.memory}".')
-            if self.boot_timeout <= 0:
+            if not (math.isfinite(self.boot_timeout) and self.boot_timeout > 0):
                 raise ConfigError(f'key "boot_timeout" must be a positive number of seconds, not {self.boot_timeout}.')
-            # The same rules as an ssh target's (user, password_env).
-            SshTarget.Options(host="127.0.0.1", user=self.user, password_env=self.password_env)
+            # The same rules as an ssh target's (user, password_env, io_timeout).
+            SshTarget.Options(
+                host="127.0.0.1", user=self.user, password_env=self.password_env, io_timeout=self.io_timeout
+            )
 
     def __init__(
         self,
@@ -710,7 +715,9 @@ class QemuVmTarget(Target):
         known_hosts.write_text(
             self.disk.known_hosts_line("127.0.0.1", port) if self.disk is not None else "", encoding="ascii"
         )
-        options = dataclasses.replace(login, port=port, known_hosts=str(known_hosts), connect_timeout=30.0)
+        options = dataclasses.replace(
+            login, port=port, known_hosts=str(known_hosts), connect_timeout=30.0, io_timeout=o.io_timeout
+        )
         session = SshSession(options, target_name=self.name, check_alive=self._check_alive)
         deadline = started + o.boot_timeout
         last: BaseException | None = None

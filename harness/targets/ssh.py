@@ -10,7 +10,14 @@ Target file keys (besides the common ones)::
     password_env = "BOARD_PW"      # NAME of an environment variable holding the password
     known_hosts = ""               # default: ~/.ssh/known_hosts
     accept_new_host_key = false    # true: trust and save a key seen for the first time
-    connect_timeout = 30.0
+    connect_timeout = 30.0         # TCP connect, SSH banner, login, opening a channel
+    io_timeout = 120.0             # an answer to one request: exec, an SFTP read or write
+
+Every wait has a deadline: connecting and logging in ``connect_timeout``; the
+server's answer to an exec request, and each SFTP request, ``io_timeout`` (the
+default fits a VM under TCG, where one request can take a minute); a command
+its own ``timeout`` plus a short grace for the kill.  A machine that stops
+answering is a :class:`TargetError` within those deadlines, never a hang.
 
 Host keys are checked against ``known_hosts``; an unknown host is refused
 unless ``accept_new_host_key`` is true, and a host whose key *changed* is
@@ -27,6 +34,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import math
 import os
 import re
 import select
@@ -36,7 +44,7 @@ import socket
 import stat
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -265,6 +273,40 @@ def _makedirs(sftp: paramiko.SFTPClient, path: str) -> None:
 # --------------------------------------------------------------------------- paramiko glue
 
 
+class _SftpChannel:
+    """The SFTP channel as ``SFTPClient`` sees it: a read or write stalled past the
+    channel's timeout closes the channel, so the client's clean-up requests fail
+    at once instead of each waiting out the timeout again."""
+
+    def __init__(self, chan: paramiko.Channel) -> None:
+        self.chan = chan
+        self.stalled = False
+
+    def recv(self, n: int) -> bytes:
+        try:
+            data: bytes = self.chan.recv(n)
+        except TimeoutError:
+            self._stall()
+            raise
+        return data
+
+    def send(self, data: bytes) -> int:
+        try:
+            sent: int = self.chan.send(data)
+        except TimeoutError:
+            self._stall()
+            raise
+        return sent
+
+    def _stall(self) -> None:
+        self.stalled = True
+        with contextlib.suppress(Exception):
+            self.chan.close()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.chan, name)
+
+
 def generate_ed25519(comment: str = "leapfrog") -> tuple[bytes, str]:
     """A new ed25519 key pair: (OpenSSH private key, "ssh-ed25519 AAAA... comment\\n")."""
     key = Ed25519PrivateKey.generate()
@@ -369,6 +411,7 @@ class SshSession:
         self.check_alive = check_alive or (lambda: None)
         self._client: paramiko.SSHClient | None = None
         self._sftp_client: paramiko.SFTPClient | None = None
+        self._sftp_channel: _SftpChannel | None = None
         self._forwarders: dict[int, _Forwarder] = {}
         self._lock = threading.Lock()  # forwarders
         self._connect_lock = threading.RLock()  # run() and forwarder threads may reconnect at once
@@ -502,10 +545,7 @@ class SshSession:
             self._close_connection()
 
     def _close_connection(self) -> None:
-        if self._sftp_client is not None:
-            with contextlib.suppress(Exception):
-                self._sftp_client.close()
-            self._sftp_client = None
+        self._drop_sftp()
         if self._client is not None:
             with contextlib.suppress(Exception):
                 self._client.close()
@@ -517,6 +557,48 @@ class SshSession:
             fwd.close()
         self._forwarders.clear()
         self.close_connection()
+
+    def _drop_sftp(self) -> None:
+        if self._sftp_client is not None:
+            with contextlib.suppress(Exception):
+                self._sftp_client.close()
+        self._sftp_client = None
+        self._sftp_channel = None
+
+    def _stalled(self, what: str) -> TargetError:
+        self.check_alive()
+        return TargetError(
+            f"{self.where}: no answer within io_timeout = {self.options.io_timeout:g} s while {what}; the machine "
+            'is hung or overloaded. If it is only slow, raise "io_timeout" in the target file.'
+        )
+
+    @contextlib.contextmanager
+    def _deadline(self, chan: paramiko.Channel, what: str) -> Iterator[None]:
+        """Close ``chan`` when the request made inside takes longer than ``io_timeout``.
+
+        paramiko waits for the answer to a channel request (exec, subsystem)
+        without a timeout; closing the channel ends that wait.
+        """
+        fired = threading.Event()
+
+        def expire() -> None:
+            fired.set()
+            with contextlib.suppress(Exception):  # the connection may be gone as well
+                chan.close()
+
+        timer = threading.Timer(self.options.io_timeout, expire)
+        timer.daemon = True
+        timer.start()
+        try:
+            yield
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            if fired.is_set():
+                raise self._stalled(what) from e
+            raise
+        finally:
+            timer.cancel()
+        if fired.is_set():  # answered just as the time ran out: the channel is closed all the same
+            raise self._stalled(what)
 
     def _lost(self, what: str, e: BaseException) -> TargetError:
         self.check_alive()
@@ -532,6 +614,10 @@ class SshSession:
             try:
                 return op()
             except (paramiko.SSHException, EOFError, OSError) as e:
+                sftp = self._sftp_channel
+                if isinstance(e, TimeoutError) or (sftp is not None and sftp.stalled):
+                    self._drop_sftp()  # a request went unanswered: its replies can no longer be matched
+                    raise self._stalled(what) from e
                 if self.connected:
                     reason = (e.strerror if isinstance(e, OSError) else None) or str(e) or type(e).__name__
                     raise TargetError(f"{self.where}: failed {what}: {reason}{hint}.") from e
@@ -574,7 +660,12 @@ class SshSession:
         next_alive_check = started + 1.0
         last_data = started
         try:
-            chan.exec_command(command)
+            with self._deadline(chan, f"starting {shlex.join(argv)!r}"):
+                chan.exec_command(command)
+        except (paramiko.SSHException, EOFError, OSError) as e:
+            chan.close()
+            raise self._lost(f"running {shlex.join(argv)!r}", e) from e
+        try:
             chan.shutdown_write()
             while True:
                 busy = False
@@ -603,7 +694,8 @@ class SshSession:
                     self.check_alive()
                 if not timed_out and now >= deadline:
                     timed_out = True
-                    kill_deadline = now + _KILL_GRACE
+                    # Without a process group there is nothing to kill, nor a reason to wait for it.
+                    kill_deadline = now + (_KILL_GRACE if marker.pgid is not None else 0.0)
                     self._kill(transport, marker.pgid)
                 if timed_out and now >= kill_deadline:
                     break
@@ -618,6 +710,12 @@ class SshSession:
             chan.close()
             raise
         wall = time.monotonic() - started
+        if timed_out and marker.pgid is None and not chan.exit_status_ready():
+            chan.close()
+            raise TargetError(
+                f"{self.where}: {shlex.join(argv)!r} did not start within its timeout of {timeout:g} s (the shell "
+                "never reported its process group, so nothing could be killed); the machine is hung or overloaded."
+            )
         marker.flush()
         signame = transport.exit_signals.pop(chan.get_id(), None)
         status = chan.recv_exit_status() if chan.exit_status_ready() else -1
@@ -643,20 +741,28 @@ class SshSession:
             return
         try:
             chan = transport.open_session(timeout=self.options.connect_timeout)
-            chan.exec_command(kill_command(pgid))
+            with self._deadline(chan, f"killing process group {pgid}"):
+                chan.exec_command(kill_command(pgid))
             chan.status_event.wait(self.options.connect_timeout)
             chan.close()
-        except (paramiko.SSHException, EOFError, OSError) as e:
+        except (paramiko.SSHException, EOFError, OSError, TargetError) as e:
             log.warning("%s: could not kill process group %d: %s", self.where, pgid, e)
 
     # ----------------------------------------------------------------- files
 
     def _sftp(self) -> paramiko.SFTPClient:
+        """The SFTP client; every request it makes must be answered within ``io_timeout``."""
         with self._connect_lock:
             self.connect()
             if self._sftp_client is None:
-                assert self._client is not None
-                self._sftp_client = self._client.open_sftp()
+                transport = self._transport()
+                chan = transport.open_session(timeout=self.options.connect_timeout)
+                chan.settimeout(self.options.io_timeout)
+                with self._deadline(chan, "starting SFTP"):
+                    chan.invoke_subsystem("sftp")
+                wrapped = _SftpChannel(chan)
+                self._sftp_channel = wrapped
+                self._sftp_client = paramiko.SFTPClient(wrapped)  # type: ignore[arg-type]  # a Channel, wrapped
             return self._sftp_client
 
     def put(self, local: Path, remote: str) -> None:
@@ -777,6 +883,7 @@ class SshTarget(Target):
         known_hosts: str = ""  # default: ~/.ssh/known_hosts
         accept_new_host_key: bool = False
         connect_timeout: float = 30.0
+        io_timeout: float = 120.0  # one exec or SFTP request; a VM under TCG can take a minute
 
         def __post_init__(self) -> None:
             if not self.host:
@@ -791,10 +898,10 @@ class SshTarget(Target):
                     'key "password_env" must be the NAME of an environment variable that holds '
                     'the password (like "BOARD_PASSWORD"), not the password itself.'
                 )
-            if self.connect_timeout <= 0:
-                raise ConfigError(
-                    f'key "connect_timeout" must be a positive number of seconds, not {self.connect_timeout}.'
-                )
+            for key in ("connect_timeout", "io_timeout"):
+                value = getattr(self, key)
+                if not (math.isfinite(value) and value > 0):
+                    raise ConfigError(f'key "{key}" must be a positive number of seconds, not {value}.')
 
     def __init__(
         self,

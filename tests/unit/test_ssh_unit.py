@@ -228,6 +228,10 @@ def test_options_file_with_a_typo_is_refused(tmp_path: Path) -> None:
         ({"host": "x", "port": 70000}, '"port"'),
         ({"host": "x", "user": ""}, '"user"'),
         ({"host": "x", "connect_timeout": 0.0}, '"connect_timeout"'),
+        ({"host": "x", "connect_timeout": float("nan")}, '"connect_timeout"'),
+        ({"host": "x", "io_timeout": 0.0}, '"io_timeout"'),
+        ({"host": "x", "io_timeout": float("nan")}, '"io_timeout"'),
+        ({"host": "x", "io_timeout": float("inf")}, '"io_timeout"'),
     ],
 )
 def test_invalid_options_are_refused(kw: dict[str, Any], key: str) -> None:
@@ -600,6 +604,107 @@ def test_a_server_that_is_gone_is_a_target_error(tmp_path: Path, client_key: Pat
     t.stop()  # twice is fine
 
 
+# --------------------------------------------------------------------------- a server that stops answering
+
+
+class _StallingServer(_Server):
+    """Logs in, then never answers what ``owner.mode`` names (until the test releases it)."""
+
+    owner: StallingSsh
+
+    def check_channel_exec_request(self, channel: paramiko.Channel, command: bytes) -> bool:
+        if self.owner.mode == "exec-request":  # holds the server's whole transport thread, like a hung sshd
+            self.owner.release.wait(60)
+        return True  # "exec-silent": accepted, then no output and no exit status, ever
+
+    def check_channel_subsystem_request(self, channel: paramiko.Channel, name: str) -> bool:
+        if self.owner.mode == "sftp-request":
+            self.owner.release.wait(60)
+        return True  # "sftp-silent": accepted, then the SFTP handshake is never answered
+
+
+class StallingSsh(LoopbackSsh):
+    def __init__(self, mode: str) -> None:
+        self.mode = mode
+        self.release = threading.Event()
+        super().__init__()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.mode == "banner":  # accepts the connection, never says a word
+                self.transports.append(conn)  # type: ignore[arg-type]
+                continue
+            t = paramiko.Transport(conn)
+            t.add_server_key(self.host_key)
+            self.transports.append(t)
+            t.start_server(event=threading.Event(), server=_StallingServer(self))
+
+    def close(self) -> None:
+        self.release.set()
+        super().close()
+
+
+@pytest.mark.parametrize(
+    ("mode", "action", "message"),
+    [
+        ("exec-request", "run", r"no answer within io_timeout = 1 s while starting 'echo hi'"),
+        ("exec-silent", "run", r"'echo hi' did not start within its timeout of 1\.5 s"),
+        ("sftp-request", "put", r"no answer within io_timeout = 1 s while starting SFTP"),
+        ("sftp-silent", "put", r"no answer within io_timeout = 1 s while copying"),
+        ("sftp-silent", "get", r"no answer within io_timeout = 1 s while copying"),
+        ("banner", "run", r"SSH failed: .*; check that sshd runs there"),
+    ],
+)
+def test_a_server_that_stops_answering_is_a_target_error_within_the_deadline(
+    tmp_path: Path, mode: str, action: str, message: str
+) -> None:
+    server = StallingSsh(mode)
+    client_key = tmp_path / "id_ed25519"
+    client_key.write_bytes(server.client_key_bytes)
+    client_key.chmod(0o600)
+    known = tmp_path / "known_hosts"
+    known.write_text(server.known_hosts_line())
+    t = SshTarget(
+        make_config(
+            tmp_path,
+            host="127.0.0.1",
+            port=server.port,
+            key_file=str(client_key),
+            known_hosts=str(known),
+            connect_timeout=1.0,
+            io_timeout=1.0,
+        )
+    )
+    (tmp_path / "f").write_text("x")
+    act = {
+        "run": lambda: t.run(["echo", "hi"], timeout=1.5),
+        "put": lambda: t.put(tmp_path / "f", "/tmp/leapfrog-stall-test/f"),
+        "get": lambda: t.get("/etc/hostname", tmp_path / "got"),
+    }[action]
+    started = time.monotonic()
+    try:
+        with pytest.raises(TargetError, match=message):
+            act()
+        # One deadline (io_timeout, connect_timeout or the command's own timeout) and a margin; never a hang.
+        assert time.monotonic() - started < 6
+    finally:
+        t.stop()
+        server.close()
+
+
+def test_io_timeout_reaches_the_vm_session_and_loads_from_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "vm.toml"
+    path.write_text('kind = "qemu-vm"\nio_timeout = 300\n[image]\ndistro = "debian"\n')
+    assert load_target(path).options.io_timeout == 300.0
+    path = tmp_path / "board.toml"
+    path.write_text('kind = "ssh"\nhost = "b"\nio_timeout = 45\n')
+    assert load_target(path).options.io_timeout == 45.0
+
+
 def test_unknown_host_key_is_refused_by_default(server: LoopbackSsh, tmp_path: Path, client_key: Path) -> None:
     empty = tmp_path / "empty_known_hosts"
     empty.write_text("")
@@ -710,7 +815,13 @@ def test_vm_options_load_from_a_target_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("kw", "key"),
-    [({"cpus": 0}, '"cpus"'), ({"memory": "lots"}, '"memory"'), ({"boot_timeout": -1.0}, '"boot_timeout"')],
+    [
+        ({"cpus": 0}, '"cpus"'),
+        ({"memory": "lots"}, '"memory"'),
+        ({"boot_timeout": -1.0}, '"boot_timeout"'),
+        ({"boot_timeout": float("nan")}, '"boot_timeout"'),
+        ({"io_timeout": 0.0}, '"io_timeout"'),
+    ],
 )
 def test_invalid_vm_options_are_refused(kw: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError, match=key):
