@@ -100,7 +100,7 @@ def list_cmd(obj: Ctx, what: str) -> None:
 @click.pass_obj
 def doctor(obj: Ctx, targets: tuple[str, ...]) -> None:
     """Check the host; print the fix for every gap.  Exit 2 when chosen targets cannot run."""
-    from harness.doctor import blocking, run_checks
+    from harness.doctor import blocking, install_all, run_checks
 
     checks = run_checks()
     names = _split(targets)
@@ -113,6 +113,12 @@ def doctor(obj: Ctx, targets: tuple[str, ...]) -> None:
     gaps = blocking(checks, kinds)
     if gaps:
         out.print(f"\n{len(gaps)} problem(s) stop {', '.join(sorted(kinds))} targets from running.")
+        if install_all(gaps):
+            out.print(
+                f"Install what is missing with: {install_all(gaps)}  (or run scripts/setup-host.sh)",
+                markup=False,
+                highlight=False,
+            )
         sys.exit(EXIT_ERROR)
     out.print(f"\nready for {', '.join(sorted(kinds))} targets.")
 

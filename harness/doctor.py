@@ -1,4 +1,8 @@
-"""Check the host for what each kind of target needs; say the exact fix for every gap."""
+"""Check the host for what each kind of target needs; say the exact fix for every gap.
+
+The programs and their packages come from :data:`harness.hostreq.TABLE`, the
+same table ``scripts/setup-host.sh`` installs from.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,8 @@ import os
 import shutil
 import subprocess
 from pathlib import Path
+
+from harness.hostreq import TABLE
 
 APT = "apt-get install -y"
 
@@ -18,10 +24,7 @@ class Check:
     detail: str
     fix: str = ""
     kinds: tuple[str, ...] = ()  # target kinds that need it
-
-
-def _which(cmd: str) -> str | None:
-    return shutil.which(cmd)
+    package: str = ""  # the Debian package that fixes it, when one does
 
 
 def _binfmt_ok(arch: str) -> tuple[bool, str]:
@@ -51,25 +54,17 @@ def run_checks() -> list[Check]:
             ("chroot", "qemu-vm"),
         )
     )
-    for cmd, pkg, kinds in (
-        ("qemu-riscv64-static", "qemu-user-static", ("chroot", "docker")),
-        ("mmdebstrap", "mmdebstrap", ("chroot", "docker", "qemu-vm")),
-        ("qemu-system-riscv64", "qemu-system-misc", ("qemu-vm",)),
-        ("qemu-img", "qemu-utils", ("qemu-vm",)),
-        ("mke2fs", "e2fsprogs", ("qemu-vm",)),
-    ):
-        path = _which(cmd)
-        checks.append(Check(cmd, bool(path), path or "not found", f"{APT} {pkg}", kinds))
+    for req in TABLE:
+        path = req.found()
+        checks.append(
+            Check(req.name, bool(path), path or "not found", f"{APT} {req.package}", req.kinds, req.package)
+        )
     ok, detail = _binfmt_ok("riscv64")
     fix = (
         "mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc; "
         f"{APT} qemu-user-static binfmt-support && update-binfmts --enable qemu-riscv64"
     )
     checks.append(Check("binfmt riscv64", ok, detail, fix, ("chroot", "docker")))
-    opensbi = Path("/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin").exists()
-    checks.append(
-        Check("opensbi firmware", opensbi, "found" if opensbi else "not found", f"{APT} opensbi", ("qemu-vm",))
-    )
     docker_ok, docker_detail = _docker()
     checks.append(
         Check(
@@ -84,7 +79,7 @@ def run_checks() -> list[Check]:
 
 
 def _docker() -> tuple[bool, str]:
-    if not _which("docker"):
+    if not shutil.which("docker"):
         return False, "docker CLI not found"
     try:
         done = subprocess.run(
@@ -104,3 +99,9 @@ def _docker() -> tuple[bool, str]:
 def blocking(checks: list[Check], kinds: set[str]) -> list[Check]:
     """Failed checks that stop targets of ``kinds`` from running."""
     return [c for c in checks if not c.ok and set(c.kinds) & kinds]
+
+
+def install_all(gaps: list[Check]) -> str:
+    """One command that installs the packages of every gap a package fixes, or ""."""
+    pkgs = sorted({c.package for c in gaps if c.package})
+    return f"{APT} {' '.join(pkgs)}" if pkgs else ""
