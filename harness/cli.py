@@ -547,7 +547,7 @@ def images_build(obj: Ctx, targets: tuple[str, ...], suites: tuple[str, ...]) ->
 @click.pass_obj
 def images_fetch(obj: Ctx, names: tuple[str, ...]) -> None:
     """Download the images of targets whose [image] has a url (openEuler), verified by SHA-256."""
-    from harness.images.fetch import decompress_xz, fetch_verified
+    from harness.images.fetch import decompress_xz, fetch_image
 
     for t in obj.project.pick_targets(_split(names)):
         spec = t.image
@@ -563,9 +563,11 @@ def images_fetch(obj: Ctx, names: tuple[str, ...]) -> None:
                 console.print(f"  {done / 1e6:.1f} MB{pct}", markup=False)
 
         for url in [spec.url, *spec.firmware]:
-            path = fetch_verified(url, spec.sha256 if url == spec.url else "", progress=show)
+            path, digest = fetch_image(
+                url, spec.sha256 if url == spec.url else "", trust_sha256sum=spec.trust_sha256sum, progress=show
+            )
             if path.suffix == ".xz" and not path.name.endswith(".tar.xz"):
-                path = decompress_xz(path)
+                path = decompress_xz(path, digest)
             out.print(f"{t.name}: {path}")
 
 

@@ -3,15 +3,33 @@
 Downloads go to ``<cache>/downloads/<file name>``; a partial download is kept
 as ``<name>.part`` and resumed with an HTTP Range request.  The SHA-256 is
 checked before the file takes its final name, so a file under its final name
-is always whole and verified.  ``.xz`` files are decompressed next to it.
+is always whole and verified.  ``.xz`` files are decompressed next to it, and
+the decompressed file is used only while the stamp beside it names the digest
+of the archive it came from.
+
+Where the digest comes from, first match wins:
+
+- ``sha256`` given by the caller (the ``[image]`` table's ``sha256``);
+- a pin recorded by an earlier fetch of the same URL
+  (``<downloads>/pins/<hash of the url>.json``): no network is needed when the
+  verified file is already there, so a VM starts offline;
+- with ``trust_sha256sum``, the ``<url>.sha256sum`` published beside the file on
+  the same mirror, read once (trust on first use) and pinned.
+
+Without any of these the download is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
+import datetime
 import hashlib
+import json
 import lzma
+import os
 import re
 import shutil
+import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -120,38 +138,128 @@ def fetch(
     return final
 
 
+def pin_path(url: str, folder: Path | None = None) -> Path:
+    """Where the digest first trusted for ``url`` is recorded."""
+    key = hashlib.sha256(url.encode()).hexdigest()[:24]
+    return (folder or downloads_dir()) / "pins" / f"{key}.json"
+
+
+def pinned_sha256(url: str, folder: Path | None = None) -> str:
+    """The digest recorded for ``url`` by an earlier fetch, or ""."""
+    try:
+        pin = json.loads(pin_path(url, folder).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    if not isinstance(pin, dict) or pin.get("url") != url:
+        return ""
+    digest = str(pin.get("sha256", ""))
+    return digest.lower() if re.fullmatch(r"[0-9a-fA-F]{64}", digest) else ""
+
+
+def _record_pin(url: str, digest: str, source: str, folder: Path) -> None:
+    path = pin_path(url, folder)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {
+        "url": url,
+        "sha256": digest,
+        "source": source,
+        "recorded": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+    }
+    fd, tmp = tempfile.mkstemp(prefix=".pin-", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(json.dumps(record, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _sha256sum_of(url: str) -> str:
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    try:
+        with _open(url + ".sha256sum", 0, 60) as resp:
+            text = resp.read(1 << 16).decode("utf-8", "replace")
+    except _Complete as e:  # pragma: no cover - a 416 for a fresh request cannot happen
+        raise ImageError(f"could not read {url}.sha256sum.") from e
+    return parse_sha256sum(text, name)
+
+
+def fetch_image(
+    url: str,
+    sha256: str = "",
+    *,
+    trust_sha256sum: bool = False,
+    dest_dir: Path | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> tuple[Path, str]:
+    """Download ``url`` verified against a known digest (see the module help); (path, digest)."""
+    folder = dest_dir or downloads_dir()
+    if sha256:
+        return fetch(url, sha256, dest_dir=folder, progress=progress), sha256.lower()
+    pinned = pinned_sha256(url, folder)
+    if pinned:
+        try:
+            return fetch(url, pinned, dest_dir=folder, progress=progress), pinned
+        except ImageError as e:
+            raise ImageError(
+                f"{e} The digest was pinned at the first fetch ({pin_path(url, folder)}); if the mirror published "
+                "a new build under the same name, check it and remove that file to trust its new .sha256sum."
+            ) from e
+    if not trust_sha256sum:
+        raise ImageError(
+            f'{url} has no SHA-256 to check the download against. Set "sha256" in the [image] table to the '
+            'digest you expect, or set "trust_sha256sum = true" there to take it from '
+            f"{url}.sha256sum on the same mirror at the first fetch; it is then pinned in "
+            f"{pin_path(url, folder)} and every later fetch must match it."
+        )
+    digest = _sha256sum_of(url)
+    path = fetch(url, digest, dest_dir=folder, progress=progress)
+    _record_pin(url, digest, f"{url}.sha256sum", folder)
+    return path, digest
+
+
 def fetch_verified(
     url: str,
     sha256: str = "",
     *,
+    trust_sha256sum: bool = False,
     dest_dir: Path | None = None,
     progress: Callable[[int, int | None], None] | None = None,
 ) -> Path:
-    """``fetch`` with the digest from ``sha256`` or, when empty, from ``<url>.sha256sum``.
+    """:func:`fetch_image` without the digest."""
+    path, _ = fetch_image(url, sha256, trust_sha256sum=trust_sha256sum, dest_dir=dest_dir, progress=progress)
+    return path
 
-    openEuler publishes a ``.sha256sum`` beside each image; reading it over
-    HTTPS from the same server is trust on first use, and the README says so.
+
+def decompress_xz(path: Path, sha256: str = "") -> Path:
+    """``x.qcow2.xz`` -> ``x.qcow2`` beside it, made again unless it came from this very archive.
+
+    A stamp ``x.qcow2.source-sha256`` beside it holds the digest of the archive
+    (``sha256``, else hashed here); a decompressed file whose stamp is missing
+    or names another digest is never used.
     """
-    if not sha256:
-        name = url.rstrip("/").rsplit("/", 1)[-1]
-        try:
-            with _open(url + ".sha256sum", 0, 60) as resp:
-                text = resp.read(1 << 16).decode("utf-8", "replace")
-        except _Complete as e:  # pragma: no cover - a 416 for a fresh request cannot happen
-            raise ImageError(f"could not read {url}.sha256sum.") from e
-        sha256 = parse_sha256sum(text, name)
-    return fetch(url, sha256, dest_dir=dest_dir, progress=progress)
-
-
-def decompress_xz(path: Path) -> Path:
-    """``x.qcow2.xz`` -> ``x.qcow2`` beside it (kept; skipped when already there)."""
     if path.suffix != ".xz":
         return path
+    digest = (sha256 or sha256_of(path)).lower()
     out = path.with_suffix("")
-    if out.exists():
-        return out
-    tmp = out.with_name(out.name + ".tmp")
-    with lzma.open(path) as src, tmp.open("wb") as dst:
-        shutil.copyfileobj(src, dst, CHUNK)
-    tmp.replace(out)
+    stamp = out.with_name(out.name + ".source-sha256")
+    try:
+        if out.is_file() and stamp.read_text(encoding="ascii").strip() == digest:
+            return out
+    except (OSError, UnicodeDecodeError):
+        pass
+    stamp.unlink(missing_ok=True)  # first: a crash below must not leave an old stamp on a new file
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with lzma.open(path) as src, os.fdopen(fd, "wb") as dst:
+            shutil.copyfileobj(src, dst, CHUNK)
+        os.replace(tmp, out)
+    except lzma.LZMAError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise ImageError(f"{path} is not a valid .xz archive ({e}); remove it and fetch it again.") from e
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    stamp_tmp = stamp.with_name(f".{stamp.name}.{os.getpid()}")
+    stamp_tmp.write_text(digest + "\n", encoding="ascii")
+    os.replace(stamp_tmp, stamp)
     return out

@@ -566,7 +566,7 @@ class QemuVmTarget(Target):
             )
         code = vars_ = None
         bios = ""
-        firmware = [self._supplied(f, "") for f in spec.firmware]
+        firmware = [self._supplied(f, "", trust_sha256sum=spec.trust_sha256sum) for f in spec.firmware]
         if len(firmware) == 1:
             bios = str(firmware[0])  # an image's own OpenSBI/U-Boot payload
         elif len(firmware) == 2:
@@ -576,17 +576,21 @@ class QemuVmTarget(Target):
                 f'{self.config.file}: key "image.firmware" lists {len(firmware)} files; give one (a -bios payload) '
                 "or two (UEFI code and variables for pflash)."
             )
-        media = BootMedia(
-            self._supplied(spec.path or spec.url, spec.sha256), "qcow2", bios=bios, flash_code=code, flash_vars=vars_
-        )
+        supplied = self._supplied(spec.path or spec.url, spec.sha256, trust_sha256sum=spec.trust_sha256sum)
+        media = BootMedia(supplied, "qcow2", bios=bios, flash_code=code, flash_vars=vars_)
         o = self.options
         # The image brings its own host key, often made on first boot: trust it on first use,
         # per boot, then check it strictly for the rest of that boot.
         login = SshTarget.Options(host="127.0.0.1", user=o.user, password_env=o.password_env, accept_new_host_key=True)
         return media, login
 
-    def _supplied(self, where: str, sha256: str) -> Path:
-        """A local path as is; a URL fetched (checksum verified) and decompressed into the cache."""
+    def _supplied(self, where: str, sha256: str, *, trust_sha256sum: bool = False) -> Path:
+        """A local path as is; a URL fetched (checksum verified) and decompressed into the cache.
+
+        Once fetched, a URL needs no network: its digest is ``sha256`` or the one
+        pinned at the first fetch, and the decompressed disk is used only if it
+        came from an archive with that digest.
+        """
         if not where:
             raise ConfigError(f'{self.config.file}: the [image] table needs "path" or "url" for source "qcow2".')
         if "://" not in where:
@@ -597,7 +601,11 @@ class QemuVmTarget(Target):
         from harness.images import fetch
 
         self.progress(f"fetching {where}")
-        return fetch.decompress_xz(fetch.fetch_verified(where, sha256))
+        try:
+            path, digest = fetch.fetch_image(where, sha256, trust_sha256sum=trust_sha256sum)
+        except ImageError as e:
+            raise ImageError(f"{self.config.file}: {e}") from e
+        return fetch.decompress_xz(path, digest)
 
     def _ensure_rootfs(self) -> Path:
         if self.rootfs is not None:
