@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -18,11 +17,13 @@ from harness.images.cache import (
     RECIPE_VERSION,
     CachedImage,
     ImageMeta,
+    build_lock,
     find_base,
     find_image,
     image_key,
     images_dir,
 )
+from harness.mounts import JOURNAL, unmount_and_remove, unmount_under
 
 __all__ = ["CachedImage", "ensure_image", "ensure_rootfs", "packages_for"]
 
@@ -64,15 +65,13 @@ def ensure_image(
     key = image_key(spec.distro, spec.release, spec.arch, spec.mirror, pkgs)
     name = f"{spec.distro}-{spec.release}-{spec.arch}-{key}"
     root = images_dir()
-    lock = filelock.FileLock(str(root / f"{name}.lock"))
-    if progress:
-        progress(f"waiting for the build lock of {name}")
-    with lock:
+    sweep_interrupted_builds()
+    with build_lock(name, progress=progress):
         found = find_image(spec.distro, spec.release, spec.arch, spec.mirror, pkgs)
         if found:  # another run built it while we waited
             return found
         folder = root / name
-        shutil.rmtree(folder, ignore_errors=True)  # leftovers of an interrupted build
+        unmount_and_remove(folder)  # leftovers of an interrupted build, mounts first
         folder.mkdir(parents=True)
         start = time.monotonic()
         try:
@@ -86,7 +85,7 @@ def ensure_image(
                     progress(f"building {name} with mmdebstrap ({len(pkgs)} packages)")
                 debian.build_rootfs(spec.release, spec.arch, spec.mirror, pkgs, folder / "rootfs", progress=progress)
         except BaseException:
-            shutil.rmtree(folder, ignore_errors=True)
+            unmount_and_remove(folder)
             raise
         meta = ImageMeta(
             key=key,
@@ -104,6 +103,34 @@ def ensure_image(
         tmp.write_text(json.dumps(meta.to_dict(), indent=2))
         tmp.replace(folder / "meta.json")  # the image is complete from here on
         return CachedImage(meta=meta, path=folder)
+
+
+def sweep_interrupted_builds() -> list[Path]:
+    """Unmount and remove what builds killed mid-way (SIGKILL, OOM) left; returns the folders cleaned.
+
+    A build folder with a mount journal and no meta.json is a leftover when
+    nobody holds its build lock (a live build holds it; the kernel drops it
+    when the process dies).
+    """
+    cleaned = []
+    root = images_dir()
+    for journal in sorted(root.glob(f"*/{JOURNAL}")):
+        folder = journal.parent
+        lock = filelock.FileLock(str(root / f"{folder.name}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            continue  # being built right now
+        try:
+            if (folder / "meta.json").exists():
+                if not unmount_under(folder):
+                    journal.unlink(missing_ok=True)
+            else:
+                unmount_and_remove(folder)
+            cleaned.append(folder)
+        finally:
+            lock.release()
+    return cleaned
 
 
 def ensure_rootfs(

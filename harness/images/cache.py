@@ -6,10 +6,15 @@ Layout under the cache root (``$LEAPFROG_CACHE`` or the user cache directory)::
         rootfs/        the root filesystem (complete only once meta.json exists)
         meta.json      what is in it; written last, so its presence means "done"
     images/<...>.lock  held while building, so two runs never build one image twice
+    images/<...>.owner the pid holding that lock, named when a waiting run gives up
 
 ``key`` is a hash of (distro, release, arch, mirror, sorted packages, recipe
 version): a second run asking for the same packages builds nothing.  A cached
 image whose packages are a superset of what is asked is reused too.
+
+A build folder may hold mounts while packages are layered in; they are listed
+in its ``mounts.journal`` before they are made, and the folder is only ever
+removed through :mod:`harness.mounts`.
 """
 
 from __future__ import annotations
@@ -18,26 +23,101 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import os
-import shutil
+import sys
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import filelock
 import platformdirs
+
+from harness.errors import ConfigError, ImageError
+from harness.mounts import unmount_and_remove
 
 #: Bump when the way images are built changes, so old caches are not reused.
 RECIPE_VERSION = 1
 
 
+#: Seconds to wait for another run's build of the same image: a cold emulated build fits.
+DEFAULT_LOCK_TIMEOUT = 3600.0
+
+
 def cache_root() -> Path:
+    """``$LEAPFROG_CACHE`` or the user cache directory, with symbolic links resolved.
+
+    Resolved once, here: the kernel lists mounts by their real path, so a cache
+    reached through a link (``/root -> /var/roothome``) must be compared by it.
+    """
     env = os.environ.get("LEAPFROG_CACHE")
-    return Path(env) if env else Path(platformdirs.user_cache_dir("leapfrog"))
+    return Path(os.path.realpath(env if env else platformdirs.user_cache_dir("leapfrog")))
 
 
 def images_dir() -> Path:
     d = cache_root() / "images"
     d.mkdir(parents=True, exist_ok=True)
-    return d
+    return Path(os.path.realpath(d))
+
+
+def lock_timeout() -> float:
+    """``$LEAPFROG_LOCK_TIMEOUT`` seconds (default 3600): how long to wait for another run's image build."""
+    raw = os.environ.get("LEAPFROG_LOCK_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_LOCK_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(
+            f'LEAPFROG_LOCK_TIMEOUT="{raw}" is not a positive number of seconds; '
+            f"set it to e.g. {DEFAULT_LOCK_TIMEOUT:.0f} or unset it."
+        )
+    return value
+
+
+def _holder(owner: Path) -> str:
+    try:
+        data = json.loads(owner.read_text(errors="replace"))
+        pid = int(data["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return "an unknown process"
+    argv = str(data.get("argv", ""))[:200]
+    return f"pid {pid}" + (f" ({argv})" if argv else "")
+
+
+@contextlib.contextmanager
+def build_lock(name: str, *, progress: Callable[[str], None] | None = None) -> Iterator[None]:
+    """Hold ``images/<name>.lock`` (waiting at most :func:`lock_timeout` seconds), so one image is built once.
+
+    The holder's pid goes into ``images/<name>.owner``, so a run that gives up
+    waiting names who holds the lock.
+    """
+    root = images_dir()
+    owner = root / f"{name}.owner"
+    timeout = lock_timeout()
+    lock = filelock.FileLock(str(root / f"{name}.lock"), timeout=timeout)
+    try:
+        lock.acquire(timeout=0)
+    except filelock.Timeout:
+        if progress:
+            progress(f"waiting for the build lock of {name}, held by {_holder(owner)}")
+        try:
+            lock.acquire(timeout=timeout)
+        except filelock.Timeout:
+            raise ImageError(
+                f"gave up after {timeout:.0f}s waiting for {root / (name + '.lock')}: {_holder(owner)} is "
+                f"building image {name}; wait for it to finish or stop it, or raise LEAPFROG_LOCK_TIMEOUT."
+            ) from None
+    try:
+        tmp = root / f"{name}.owner.tmp{os.getpid()}"
+        tmp.write_text(json.dumps({"pid": os.getpid(), "argv": " ".join(sys.argv)}))
+        tmp.replace(owner)
+        yield
+    finally:
+        owner.unlink(missing_ok=True)
+        lock.release()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -155,6 +235,10 @@ def find_base(distro: str, release: str, arch: str, mirror: str, packages: list[
 
 
 def remove_image(img: CachedImage) -> None:
-    """Delete an image folder; meta.json goes first so a half-removed image is never used."""
+    """Delete an image folder; meta.json goes first so a half-removed image is never used.
+
+    Mounts left inside by an interrupted build are unmounted first; a folder
+    that still holds one is left in place (:class:`harness.mounts.MountError`).
+    """
     (img.path / "meta.json").unlink(missing_ok=True)
-    shutil.rmtree(img.path, ignore_errors=True)
+    unmount_and_remove(img.path)

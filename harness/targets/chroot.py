@@ -3,7 +3,12 @@
 Each ``start()`` mounts a copy-on-write overlay of the cached image (the image
 itself stays pristine, and two targets can share one image at once), then
 /proc, /sys and /dev inside it.  ``stop()`` kills every process whose root is
-the overlay and unmounts everything, also after an error or Ctrl-C.  A target
+the overlay and unmounts everything, also after an error or Ctrl-C.
+
+Host safety: the work folder ``runs/<target>-XXXX`` is locked (``flock``) for
+the target's whole life and its mounts are journaled before they are made
+(:mod:`harness.mounts`), so the next start cleans up after a kill -9 exactly
+the folders nobody holds, and never deletes a folder that still holds a mount.  A target
 file's ``cpu`` becomes ``QEMU_CPU`` for qemu-user, which turns RISC-V
 extensions on and off::
 
@@ -19,19 +24,24 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
+import fcntl
 import json
 import os
+import secrets
 import shutil
 import signal
+import stat
 import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from harness import mounts
 from harness.errors import TargetError
 from harness.images.cache import cache_root
 from harness.model import TargetFacts
+from harness.mounts import mounts_under
 from harness.targets._common import probe_facts
 from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target
@@ -46,31 +56,28 @@ QEMU_BINFMT = {
 }
 
 
+LOCK = "lock"  # flock-ed by the live target that owns a work folder
+OWNER = "owner.json"
+#: A work folder without a lock file younger than this is being set up by a starting target.
+YOUNG_SECONDS = 60.0
+
+__all__ = ["ChrootTarget", "cleanup_stale", "copy_regular", "kill_rooted", "mounts_under", "pids_rooted_at", "runs_dir"]
+
+
 def runs_dir() -> Path:
+    """``<cache>/runs``, resolved: work folders of chroot targets live here."""
     d = cache_root() / "runs"
     d.mkdir(parents=True, exist_ok=True)
-    return d
+    return Path(os.path.realpath(d))
 
 
 def _sh(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
-def mounts_under(path: Path) -> list[str]:
-    """Mount points at or below ``path``, deepest first."""
-    prefix = str(path)
-    out = []
-    with open("/proc/self/mounts", encoding="utf-8") as f:
-        for line in f:
-            mnt = line.split()[1].replace("\\040", " ")
-            if mnt == prefix or mnt.startswith(prefix + "/"):
-                out.append(mnt)
-    return sorted(out, key=len, reverse=True)
-
-
 def pids_rooted_at(root: Path) -> list[int]:
     """Processes whose root directory is ``root`` (what runs in the chroot)."""
-    want = str(root)
+    want = os.path.realpath(root)
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -98,27 +105,53 @@ def kill_rooted(root: Path) -> int:
     return killed
 
 
-def unmount_all(path: Path) -> None:
-    for mnt in mounts_under(path):
-        if _sh(["umount", mnt]).returncode != 0:
-            _sh(["umount", "-l", mnt])
+def _lock(workdir: Path, *, wait: bool) -> int | None:
+    """An fd holding ``workdir``'s flock, or None when another live target holds it (or there is no lock file)."""
+    try:
+        fd = os.open(workdir / LOCK, os.O_RDWR | os.O_NOFOLLOW | (os.O_CREAT if wait else 0), 0o600)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        return None
+    return fd
+
+
+def _owner_alive(workdir: Path) -> bool:
+    """What a folder without a lock file says: made by a starting target, or an older leapfrog still running."""
+    try:
+        if time.time() - os.lstat(workdir).st_mtime < YOUNG_SECONDS:
+            return True
+        pid = int(json.loads((workdir / OWNER).read_text())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return pid > 0 and Path(f"/proc/{pid}").exists()
 
 
 def cleanup_stale() -> list[Path]:
-    """Unmount and remove overlays left by runs whose process is gone (kill -9)."""
+    """Unmount and remove work folders whose target is gone (kill -9, OOM); returns them.
+
+    Only folders whose lock this process can take are touched: a live target
+    holds its lock from the moment the folder exists until it is removed.
+    Raises :class:`harness.mounts.MountError` (naming the ``umount`` to run)
+    and leaves the folder when one of its mounts cannot be undone.
+    """
     cleaned = []
-    for d in runs_dir().iterdir():
-        owner = d / "owner.json"
-        try:
-            pid = int(json.loads(owner.read_text())["pid"])
-        except (OSError, ValueError, KeyError, TypeError):
-            pid = -1
-        if pid > 0 and Path(f"/proc/{pid}").exists():
+    for d in sorted(runs_dir().iterdir()):
+        if d.is_symlink() or not d.is_dir():
             continue
-        kill_rooted(d / "root")
-        unmount_all(d)
-        shutil.rmtree(d, ignore_errors=True)
-        cleaned.append(d)
+        fd = _lock(d, wait=False)
+        if fd is None and (os.path.lexists(d / LOCK) or _owner_alive(d)):
+            continue  # a live target's folder
+        try:
+            kill_rooted(d / "root")
+            mounts.unmount_and_remove(d)
+            cleaned.append(d)
+        finally:
+            if fd is not None:
+                os.close(fd)
     return cleaned
 
 
@@ -141,6 +174,7 @@ class ChrootTarget(Target):
         self.root: Path | None = None
         self.lower: Path | None = None
         self.attached = False  # a view of another process's overlay: stop() leaves it alone
+        self._lock_fd: int | None = None  # flock on workdir/lock, held from start() to stop()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,14 +205,16 @@ class ChrootTarget(Target):
         if self.root is not None:
             return
         self._check_host()
-        cleanup_stale()
-        self.lower = self._rootfs()
-        self.workdir = Path(tempfile.mkdtemp(prefix=f"{self.name}-", dir=runs_dir()))
-        (self.workdir / "owner.json").write_text(json.dumps({"pid": os.getpid(), "target": self.name}))
-        root = self.workdir / "root"
-        for sub in ("upper", "work", "root"):
-            (self.workdir / sub).mkdir()
         try:
+            cleanup_stale()
+        except mounts.MountError as e:
+            raise TargetError(f"target {self.name}: an earlier run left mounts behind: {e}") from e
+        self.lower = Path(os.path.realpath(self._rootfs()))
+        self.workdir = self._make_workdir()
+        root = self.workdir / "root"
+        try:
+            for sub in ("upper", "work", "root"):
+                (self.workdir / sub).mkdir()
             self._mount(
                 [
                     "mount",
@@ -200,8 +236,31 @@ class ChrootTarget(Target):
             self.stop()
             raise
 
+    def _make_workdir(self) -> Path:
+        """A fresh ``runs/<name>-XXXX`` folder, locked and owned before anything is mounted in it."""
+        parent = runs_dir()
+        for _ in range(100):
+            workdir = parent / f"{self.name}-{secrets.token_hex(4)}"
+            try:
+                workdir.mkdir(mode=0o700)
+            except FileExistsError:
+                continue
+            self._lock_fd = _lock(workdir, wait=True)
+            tmp = workdir / f"{OWNER}.tmp"
+            tmp.write_text(json.dumps({"pid": os.getpid(), "target": self.name}))
+            tmp.replace(workdir / OWNER)
+            return workdir
+        raise TargetError(f"target {self.name}: could not make a work folder in {parent}.")
+
     def _mount(self, argv: list[str]) -> None:
-        done = _sh(argv)
+        assert self.workdir is not None
+        if argv[1] == "--make-rslave":
+            done = _sh(argv)
+        else:
+            try:
+                done = mounts.mount(self.workdir, argv)  # journaled before it is made
+            except mounts.MountError as e:
+                raise TargetError(f"target {self.name}: {e}") from e
         if done.returncode != 0:
             raise TargetError(f"target {self.name}: `{' '.join(argv)}` failed: {done.stderr.strip()}")
 
@@ -226,11 +285,19 @@ class ChrootTarget(Target):
             return
         if self.root is not None:
             kill_rooted(self.root)
-        unmount_all(self.workdir)
-        left = mounts_under(self.workdir)
+        left = mounts.unmount_under(self.workdir)
         if left:
-            raise TargetError(f"target {self.name}: could not unmount {', '.join(left)}; unmount them by hand.")
-        shutil.rmtree(self.workdir, ignore_errors=True)
+            raise TargetError(
+                f"target {self.name}: could not unmount {', '.join(left)}, so {self.workdir} was left in place; "
+                f"run: umount -R -l {' '.join(left)}"
+            )
+        try:
+            mounts.remove_tree(self.workdir)
+        except mounts.MountError as e:
+            raise TargetError(f"target {self.name}: {e}") from e
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
         self.workdir = None
         self.root = None
 
@@ -271,20 +338,60 @@ class ChrootTarget(Target):
         return done
 
     def _inside(self, remote: str) -> Path:
-        root = self._require_root()
+        root = Path(os.path.realpath(self._require_root()))
         path = Path(os.path.normpath(root / remote.lstrip("/")))
-        real_parent = path.parent.resolve()
+        real_parent = Path(os.path.realpath(path.parent))
         if not (real_parent == root or root in real_parent.parents):
             raise TargetError(f'target {self.name}: "{remote}" leads outside the root filesystem.')
         return path
 
+    def _parts(self, remote: str) -> list[str]:
+        parts = [p for p in os.path.normpath("/" + remote).split("/") if p]
+        if not parts:
+            raise TargetError(f'target {self.name}: "{remote}" names the root folder itself; nothing copied.')
+        return parts
+
+    def _open_dir(self, parts: list[str], remote: str, *, create: bool) -> int:
+        """An fd of the folder ``parts`` below the root, opened one level at a time without following links.
+
+        A link (or a non-folder) the target put on the way is refused: it
+        could lead anywhere on the host.
+        """
+        fd = os.open(self._require_root(), os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for part in parts:
+                try:
+                    sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                except FileNotFoundError:
+                    if not create:
+                        raise
+                    os.mkdir(part, 0o755, dir_fd=fd)
+                    sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                except OSError as e:
+                    if e.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    raise TargetError(
+                        f'target {self.name}: "{remote}" passes through "{part}", which is a link or not a folder '
+                        "in the target; nothing copied there (a target must not redirect leapfrog's files)."
+                    ) from e
+                os.close(fd)
+                fd = sub
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
     def put(self, local: Path, remote: str) -> None:
-        dest = self._inside(remote)
-        if local.is_dir():
-            shutil.copytree(local, dest, symlinks=True, dirs_exist_ok=True)
-        else:
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(local, dest)
+        """Copy ``local`` to ``remote``; never writes through a link the target made (a link there is replaced)."""
+        parts = self._parts(remote)
+        parent = self._open_dir(parts[:-1], remote, create=True)
+        try:
+            if local.is_dir():
+                _put_dir(local, parent, parts[-1])
+            else:
+                _put_file(local, parent, parts[-1])
+        finally:
+            os.close(parent)
 
     def get(self, remote: str, local: Path) -> None:
         src = self._inside(remote)
@@ -296,13 +403,24 @@ class ChrootTarget(Target):
         return self._inside(remote)
 
     def make_temp_dir(self) -> str:
-        """Made from the host side: no emulated process to start."""
-        tmp = self._require_root() / "tmp"
-        path = Path(tempfile.mkdtemp(prefix="leapfrog.", dir=tmp))
-        return "/tmp/" + path.name
+        """Made from the host side: no emulated process to start (and never through a link at /tmp)."""
+        tmp = self._open_dir(["tmp"], "/tmp", create=True)
+        try:
+            for _ in range(100):
+                name = f"leapfrog.{secrets.token_hex(6)}"
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(name, 0o700, dir_fd=tmp)
+                    return "/tmp/" + name
+        finally:
+            os.close(tmp)
+        raise TargetError(f"target {self.name}: could not make a folder in /tmp of the root filesystem.")
 
     def remove_tree(self, path: str) -> None:
-        shutil.rmtree(self._inside(path), ignore_errors=True)
+        """Remove a folder in the root: links are not followed, mounts and other file systems are refused."""
+        try:
+            mounts.remove_tree(self._inside(path))
+        except (OSError, mounts.MountError) as e:
+            raise TargetError(f'target {self.name}: could not remove "{path}": {e}') from e
 
     def forward(self, port: int) -> tuple[str, int]:
         return ("127.0.0.1", port)  # a chroot shares the host's network
@@ -323,6 +441,43 @@ class ChrootTarget(Target):
 
 def _ignore(_value: object) -> None:
     pass
+
+
+def _put_file(src: Path, parent: int, name: str) -> None:
+    """Copy the host file ``src`` to ``name`` in the open folder ``parent``, replacing a link there."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISLNK(os.lstat(name, dir_fd=parent).st_mode):
+            os.unlink(name, dir_fd=parent)
+    st = os.stat(src)
+    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=parent)
+    with open(fd, "wb") as out, open(src, "rb") as inp:
+        shutil.copyfileobj(inp, out, 1 << 20)
+        os.fchmod(out.fileno(), stat.S_IMODE(st.st_mode))
+        out.flush()
+        os.utime(out.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
+
+
+def _put_dir(src: Path, parent: int, name: str) -> None:
+    """Copy the host folder ``src`` to ``name`` in ``parent``; links in ``src`` are copied as links."""
+    with contextlib.suppress(FileNotFoundError):
+        if stat.S_ISLNK(os.lstat(name, dir_fd=parent).st_mode):
+            os.unlink(name, dir_fd=parent)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(name, 0o755, dir_fd=parent)
+    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
+    try:
+        os.chmod(fd, stat.S_IMODE(os.stat(src).st_mode))
+        for entry in os.scandir(src):
+            if entry.is_symlink():
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.name, dir_fd=fd)
+                os.symlink(os.readlink(entry.path), entry.name, dir_fd=fd)
+            elif entry.is_dir(follow_symlinks=False):
+                _put_dir(Path(entry.path), fd, entry.name)
+            elif entry.is_file(follow_symlinks=False):
+                _put_file(Path(entry.path), fd, entry.name)
+    finally:
+        os.close(fd)
 
 
 def copy_regular(src: Path, dest: Path) -> None:
