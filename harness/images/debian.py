@@ -111,6 +111,7 @@ def build_rootfs(
 
 
 def _chroot_mounts(root: Path) -> list[list[str]]:
+    """What apt in ``root`` needs mounted; each bind is made a slave right away (never shared with the host)."""
     return [
         ["mount", "-t", "proc", "proc", str(root / "proc")],
         ["mount", "--rbind", "/sys", str(root / "sys")],
@@ -132,7 +133,10 @@ def layer_rootfs(
     """Make ``dest`` = a copy of ``base`` plus ``extra`` packages installed with apt.
 
     Much faster than a fresh mmdebstrap when one package is added to a big
-    image.  On failure ``dest`` is removed; ``base`` is never modified.
+    image.  On failure ``dest`` is removed; ``base`` is never modified.  The
+    mounts (/proc, /sys, /dev) are recorded in ``dest``'s parent folder (the
+    image folder) before they are made, so a run killed mid-way is cleaned up
+    by the next one; ``dest`` is only removed once they are all gone.
     """
     if os.geteuid() != 0:
         raise ImageError("layering a Debian image needs root (chroot, apt); run leapfrog as root or with sudo.")
@@ -142,15 +146,24 @@ def layer_rootfs(
     done = subprocess.run(
         ["cp", "-a", "--reflink=auto", str(base), str(dest)], capture_output=True, text=True, check=False
     )
+    from harness import mounts
+
     if done.returncode != 0:
-        shutil.rmtree(dest, ignore_errors=True)
+        mounts.remove_tree(dest)
         raise ImageError(f"could not copy {base} to {dest}: {done.stderr.strip()}")
-    mounted: list[Path] = []
+    folder = dest.parent  # holds the mount journal
     try:
         for argv in _chroot_mounts(dest):
-            if subprocess.run(argv, capture_output=True, check=False).returncode == 0 and argv[1] != "--make-rslave":
-                mounted.append(Path(argv[-1]))
-        shutil.copyfile("/etc/resolv.conf", dest / "etc" / "resolv.conf")
+            if argv[1] == "--make-rslave":
+                made = subprocess.run(argv, capture_output=True, text=True, check=False)
+            else:
+                made = mounts.mount(folder, argv)
+            if made.returncode != 0:
+                raise ImageError(f"`{' '.join(argv)}` failed while layering {dest}: {made.stderr.strip()}")
+        resolv = dest / "etc" / "resolv.conf"
+        if resolv.is_symlink():
+            resolv.unlink()  # copy the host's file in, never through a link out of the image
+        shutil.copyfile("/etc/resolv.conf", resolv)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
         tail: list[str] = []
         for argv in (
@@ -176,13 +189,20 @@ def layer_rootfs(
         shutil.rmtree(dest / "var" / "lib" / "apt" / "lists", ignore_errors=True)
         (dest / "var" / "lib" / "apt" / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     except BaseException:
-        _unmount(mounted)
-        shutil.rmtree(dest, ignore_errors=True)
+        _unmount(folder, dest)  # raises, leaving dest, when a mount stays
+        mounts.remove_tree(dest)
         raise
-    _unmount(mounted)
+    _unmount(folder, dest)
 
 
-def _unmount(mounted: list[Path]) -> None:
-    for mnt in reversed(mounted):
-        if subprocess.run(["umount", "-R", str(mnt)], capture_output=True, check=False).returncode != 0:
-            subprocess.run(["umount", "-R", "-l", str(mnt)], capture_output=True, check=False)
+def _unmount(folder: Path, dest: Path) -> None:
+    """Unmount what was mounted for layering ``dest``; raise, leaving ``dest`` in place, if one stays."""
+    from harness import mounts
+
+    left = mounts.unmount_under(folder)
+    if left:
+        raise mounts.MountError(
+            f"layering {dest}: {', '.join(left)} could not be unmounted, so {dest} was left in place; "
+            f"run: umount -R -l {' '.join(left)} and then remove {dest}."
+        )
+    (folder / mounts.JOURNAL).unlink(missing_ok=True)
