@@ -9,9 +9,12 @@ Exit codes (stable, documented in the README):
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -58,10 +61,34 @@ def _fail(e: LeapfrogError) -> None:
 
 class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
+        """Every command: a LeapfrogError is one line and exit 2; SIGTERM is handled like Ctrl-C (exit 130).
+
+        The one place a signal is turned into an interrupt for all commands
+        (``run``, ``images build``, ``images fetch``, ``golden``, ...), so their
+        cleanup (stop targets, unmount, remove half-built images) runs.
+        """
         try:
-            return super().invoke(ctx)
+            with _sigterm_as_ctrl_c():
+                return super().invoke(ctx)
         except LeapfrogError as e:
             _fail(e)
+        except KeyboardInterrupt:
+            console.print("[yellow]interrupted:[/] stopped and cleaned up.", markup=True)
+            sys.exit(EXIT_INTERRUPTED)
+
+
+@contextlib.contextmanager
+def _sigterm_as_ctrl_c() -> Iterator[None]:
+    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so every ``finally`` and cleanup runs."""
+
+    def handler(signum: int, _frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
