@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import datetime as _dt
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -285,25 +286,51 @@ def _settings(p: Project | None, run: Run) -> dict[str, Any]:
 
 
 def _finish(p: Project, result: Run, out_dir: Path, *, db: Path | None, record: bool, started: float) -> None:
-    """Record the run in the history, compare with the previous one, render, summarise."""
+    """Render the report, then record the run in the history; summarise.
+
+    The comparison with the previous run is read from the history first, so the
+    report shows it, but the run is recorded only after the report is on disk:
+    a locked or broken history database is a warning, never a lost report.  A
+    part of the report that cannot be written does not stop the others; then a
+    ``ReportError`` (exit 2) names it, after everything else is done.
+    """
+    from harness.report import ReportError
+
     comparison = None
     history_rows = None
     if record:
         from harness import history
 
-        history.record(result, db=db, report=out_dir)
-        base = history.previous_comparable(result, db=db)
-        if base:
-            comparison = history.compare_ids(base, result.run_id, db=db)
-        history_rows = history.summaries(db=db)
-    written = _render(result, out_dir, comparison=comparison, history=history_rows, settings=_settings(p, result))
+        try:
+            comparison, history_rows = history.before_recording(result, db=db)
+        except (LeapfrogError, sqlite3.Error, OSError) as e:
+            console.print(f"[yellow]warning:[/] no comparison with earlier runs: {e}", markup=True, highlight=False)
+    report_error: ReportError | None = None
+    try:
+        written = _render(result, out_dir, comparison=comparison, history=history_rows, settings=_settings(p, result))
+    except ReportError as e:
+        report_error, written = e, e.written
+    if record:
+        try:
+            history.record(result, db=db, report=out_dir)
+        except (LeapfrogError, sqlite3.Error, OSError) as e:
+            console.print(
+                f"[yellow]warning:[/] this run was not recorded in the history ({e}); the report in {out_dir} is "
+                f"complete. Record it later by fixing the database and running with --resume {out_dir}, or pass "
+                f"--db PATH.",
+                markup=True,
+                highlight=False,
+            )
     _summary(result, time.monotonic() - started)
     if comparison:
         _print_changes(comparison)
     console.print(f"report: {out_dir / 'index.html'}  ({len(written)} files + results.json)")
+    if report_error is not None:
+        raise report_error
 
 
 def _render(run: Run, out_dir: Path, **kw: Any) -> list[Path]:
+    """Write JUnit XML and HTML; raises ``ReportError`` (exit 2) after writing what it could."""
     from harness.report import render_all
 
     return render_all(run, out_dir, **kw)

@@ -165,6 +165,32 @@ def summaries(*, db: Path | None = None, limit: int = 50) -> list[RunSummary]:
         return out
 
 
+def summary_of(run: Run) -> RunSummary:
+    """What :func:`summaries` would say of ``run`` once recorded, computed without the database."""
+    per: dict[str, tuple[int, int, float]] = {}
+    for c in run.cells:
+        for k in c.cases:
+            passed, total, secs = per.get(c.target, (0, 0, 0.0))
+            per[c.target] = (passed + (k.status is Status.PASSED), total + 1, secs + k.duration)
+    return RunSummary(run_id=run.run_id, started=run.started, per_target=per)
+
+
+def before_recording(
+    run: Run, *, db: Path | None = None, limit: int = 50
+) -> tuple[Comparison | None, list[RunSummary]]:
+    """The comparison with the previous comparable run, and the trend rows with ``run`` last,
+    read before ``run`` is recorded: the report never waits on (or is lost to) writing the history."""
+    comparison = None
+    base = previous_comparable(run, db=db)
+    if base:
+        with connect(db) as conn:
+            before = (_cases(conn, base), _metrics(conn, base))
+        comparison = diff(before, load_cases_from_run(run), base_id=base, new_id=run.run_id)
+    rows = [r for r in summaries(db=db, limit=limit) if r.run_id != run.run_id] + [summary_of(run)]
+    rows.sort(key=lambda r: r.started)
+    return comparison, rows[-limit:]
+
+
 def run_ids(*, db: Path | None = None) -> list[str]:
     with connect(db) as conn:
         return [r[0] for r in conn.execute("SELECT run_id FROM runs ORDER BY started")]

@@ -9,11 +9,70 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from typing import Any
 
 SCHEMA_VERSION = 1
 
 Metric = int | float | str | bool
+
+#: Numbers from a target are kept only when finite and below this magnitude
+#: (int64 range): sums, ratios, charts and the SQLite history then stay finite.
+MAX_MAGNITUDE = float(1 << 63)
+#: A case duration above this (about 31 years) is not a real measurement.
+MAX_DURATION = 1e9
+#: Bounds on facts a target reports about itself (it is untrusted).
+MAX_FACT_TEXT = 2000
+MAX_FACT_ITEMS = 500
+
+
+def finite(value: object, limit: float = MAX_MAGNITUDE) -> int | float | None:
+    """``value`` when it is a finite int or float of magnitude below ``limit``, else None.
+
+    Booleans are not numbers here.  An int too large for a float (``1`` and 400
+    zeros) is refused without converting it, so it never raises OverflowError.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if isinstance(value, int):
+        return value if -limit < value < limit else None
+    return value if math.isfinite(value) and -limit < value < limit else None
+
+
+def clean_duration(value: object) -> float | None:
+    """A duration in seconds from untrusted input: finite, 0 to ``MAX_DURATION``, else None.
+
+    Numeric strings ("1.5") are accepted, as ``float()`` always did.
+    """
+    if isinstance(value, str):
+        try:
+            value = float(value.strip()[:100])
+        except ValueError:
+            return None
+    number = finite(value, MAX_DURATION + 1)
+    if number is None or number > MAX_DURATION:
+        return None
+    return max(0.0, float(number))
+
+
+def clean_metric(value: object) -> Metric | None:
+    """A metric value: booleans and strings as they are, numbers only when :func:`finite`."""
+    if isinstance(value, (bool, str)):
+        return value
+    return finite(value)
+
+
+def _fact_text(value: object) -> str | None:
+    """One fact as text: strings and finite numbers; lists, dicts, null and NaN are dropped."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bool):
+        text = "true" if value else "false"
+    elif finite(value, math.inf) is not None:
+        text = str(value)
+    else:
+        return None
+    return text[:MAX_FACT_TEXT]
 
 
 class Status(enum.StrEnum):
@@ -78,13 +137,18 @@ class CaseResult:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CaseResult:
+        metrics: dict[str, Metric] = {}
+        for key, value in dict(d.get("metrics", {})).items():
+            kept = clean_metric(value)
+            if kept is not None:
+                metrics[str(key)] = kept
         return cls(
             name=str(d["name"]),
             status=Status(d["status"]),
-            duration=float(d.get("duration", 0.0)),
+            duration=clean_duration(d.get("duration", 0.0)) or 0.0,
             message=str(d.get("message", "")),
             output=str(d.get("output", "")),
-            metrics=dict(d.get("metrics", {})),
+            metrics=metrics,
             known_issue=str(d.get("known_issue", "")),
             flaky=bool(d.get("flaky", False)),
         )
@@ -112,9 +176,36 @@ class TargetFacts:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TargetFacts:
-        known = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+    def from_dict(cls, d: object) -> TargetFacts:
+        """Facts as a target or a results.json holds them, coerced field by field.
+
+        They come from the target, so nothing is trusted: a text field keeps a
+        string or finite number (as text), ``extensions`` a list of those,
+        ``packages`` and ``extra`` a table of those; anything else is dropped.
+        """
+        facts = cls()
+        if not isinstance(d, dict):
+            return facts
+        for f in dataclasses.fields(cls):
+            if f.name not in d:
+                continue
+            value = d[f.name]
+            if f.name == "extensions":
+                items = value[:MAX_FACT_ITEMS] if isinstance(value, list) else []
+                facts.extensions = [t for t in map(_fact_text, items) if t is not None]
+            elif f.name in ("packages", "extra"):
+                table: dict[str, str] = {}
+                if isinstance(value, dict):
+                    for key, item in list(value.items())[:MAX_FACT_ITEMS]:
+                        text = _fact_text(item)
+                        if text is not None:
+                            table[str(key)[:200]] = text
+                setattr(facts, f.name, table)
+            else:
+                text = _fact_text(value)
+                if text is not None:
+                    setattr(facts, f.name, text)
+        return facts
 
 
 @dataclasses.dataclass
@@ -156,7 +247,7 @@ class CellResult:
             suite=str(d["suite"]),
             verdict=Verdict(d["verdict"]),
             cases=[CaseResult.from_dict(c) for c in d.get("cases", [])],
-            wall=float(d.get("wall", 0.0)),
+            wall=clean_duration(d.get("wall", 0.0)) or 0.0,
             message=str(d.get("message", "")),
             attempts=int(d.get("attempts", 1)),
             log=str(d.get("log", "")),

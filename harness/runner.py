@@ -13,14 +13,19 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as _dt
+import errno
+import io
+import itertools
 import json
 import os
 import platform
+import shutil
 import signal
+import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +41,8 @@ from harness.model import (
     TargetFacts,
     TargetInfo,
     Verdict,
+    clean_duration,
+    clean_metric,
     verdict_for,
 )
 from harness.plan import Plan, PlannedCell
@@ -51,6 +58,13 @@ MAX_MESSAGE = 16384
 MAX_CASE_OUTPUT = 65536
 MAX_LOG = 16384
 MAX_METRICS = 200
+#: Bytes of one results file read per pytest pass.  Past it the cell keeps the
+#: cases read so far and becomes infra-error (the rest is never loaded).
+MAX_RESULTS_BYTES = 64 << 20
+#: Cases kept per cell; past it, likewise.
+MAX_CASES = 100_000
+#: Notes about dropped values kept per pass (the rest are left out).
+MAX_NOTES = 20
 
 
 @dataclasses.dataclass
@@ -102,31 +116,59 @@ class ProbeOutput:
     collected: list[str]
     ended: bool  # the session reached its end
     facts: dict[str, Any] | None = None  # what the target is, when asked for (LEAPFROG_FACTS)
+    #: Values dropped because they were not finite numbers (bounded, for the cell's message).
+    notes: list[str] = dataclasses.field(default_factory=list)
+    #: Cases left out because the output held more than ``max_cases``.
+    dropped_cases: int = 0
 
 
-def parse_probe_lines(lines: list[str]) -> ProbeOutput:
-    """Read the probe's JSON lines defensively: bad lines are skipped, sizes bounded."""
+def _describe(value: object) -> str:
+    """A short, safe description of a rejected number (a 4,000-digit int is not printed)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)[:40]
+
+
+def parse_probe_lines(lines: Iterable[str], max_cases: int | None = None) -> ProbeOutput:
+    """Read the probe's JSON lines defensively: bad lines are skipped, sizes and counts bounded.
+
+    Numbers are kept only when finite (``harness.model.finite``); a duration or
+    metric that is not is dropped and named in ``notes``.  Cases past
+    ``max_cases`` are counted in ``dropped_cases``, not kept.
+    """
+    max_cases = MAX_CASES if max_cases is None else max_cases
     cases: dict[str, CaseResult] = {}
     started: list[str] = []
     collected: list[str] = []
     ended = False
     facts: dict[str, Any] | None = None
+    notes: list[str] = []
+    dropped = 0
+
+    def note(text: str) -> None:
+        if len(notes) < MAX_NOTES:
+            notes.append(text)
+
     for raw in lines:
         if len(raw) > MAX_RESULT_LINE:
             continue
         try:
             rec = json.loads(raw)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: "[[[[..." nested deeper than the parser goes
             continue
         if not isinstance(rec, dict):
             continue
         event = rec.get("event")
         name = clean_text(rec.get("name", ""))[:1000]
         if event == "start" and name:
-            started.append(name)
+            if len(started) < max_cases:
+                started.append(name)
         elif event == "collected" and isinstance(rec.get("names"), list):
-            collected = [clean_text(n)[:1000] for n in rec["names"]]
+            collected = [clean_text(n)[:1000] for n in rec["names"][:max_cases]]
         elif event == "case" and name:
+            if name not in cases and len(cases) >= max_cases:
+                dropped += 1
+                continue
             try:
                 status = Status(str(rec.get("status")))
             except ValueError:
@@ -134,14 +176,22 @@ def parse_probe_lines(lines: list[str]) -> ProbeOutput:
             metrics_in = rec.get("metrics")
             metrics: dict[str, int | float | str | bool] = {}
             if isinstance(metrics_in, dict):
-                for k, v in list(metrics_in.items())[:MAX_METRICS]:
+                for k, v in itertools.islice(metrics_in.items(), MAX_METRICS):
+                    key = clean_text(k)[:200]
                     if isinstance(v, (bool, int, float)):
-                        metrics[clean_text(k)[:200]] = v
+                        kept = clean_metric(v)
+                        if kept is None:
+                            note(f'case "{name[:200]}": metric "{key}" dropped: {_describe(v)} is not a finite number.')
+                            continue
+                        metrics[key] = kept
                     else:
-                        metrics[clean_text(k)[:200]] = clean_text(v)[:1000]
-            try:
-                duration = max(0.0, float(rec.get("duration", 0.0)))
-            except (TypeError, ValueError):
+                        metrics[key] = clean_text(v)[:1000]
+            duration = clean_duration(rec.get("duration", 0.0))
+            if duration is None:
+                note(
+                    f'case "{name[:200]}": duration {_describe(rec.get("duration"))} dropped: '
+                    f"not a finite number of seconds."
+                )
                 duration = 0.0
             cases[name] = CaseResult(
                 name=name,
@@ -160,20 +210,168 @@ def parse_probe_lines(lines: list[str]) -> ProbeOutput:
     unfinished = [n for n in started if n not in cases]
     if not unfinished:
         unfinished = [n for n in collected if n not in cases][:1]
-    return ProbeOutput(list(cases.values()), unfinished, collected, ended, facts)
+    return ProbeOutput(list(cases.values()), unfinished, collected, ended, facts, notes, dropped)
 
 
 def _clean_facts(raw: dict[str, Any]) -> dict[str, Any]:
-    """Facts from a target are untrusted too: strings only, bounded."""
+    """Facts from a target are untrusted too: each field coerced to its type and bounded
+    (``TargetFacts.from_dict``), then every text cleaned of lone surrogates."""
     out: dict[str, Any] = {}
-    for key, value in raw.items():
+    for key, value in TargetFacts.from_dict(raw).to_dict().items():
         if isinstance(value, str):
-            out[key] = clean_text(value)[:2000]
+            out[key] = clean_text(value)
         elif isinstance(value, list):
-            out[key] = [clean_text(v)[:200] for v in value[:500]]
-        elif isinstance(value, dict):
-            out[key] = {clean_text(k)[:200]: clean_text(v)[:2000] for k, v in list(value.items())[:500]}
+            out[key] = [clean_text(v) for v in value]
+        else:
+            out[key] = {clean_text(k): clean_text(v) for k, v in value.items()}
     return out
+
+
+# ------------------------------------------------------------------ reading what the target wrote
+
+
+class NotRegularFile(TargetError):
+    """A results file the target replaced with a link, folder, FIFO, socket or device."""
+
+
+def _file_kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISLNK, "a symbolic link"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISSOCK, "a socket"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+    ]
+    return next((what for test, what in kinds if test(mode)), "not a regular file")
+
+
+def read_regular(
+    path: str | Path, *, dir_fd: int | None = None, offset: int = 0, limit: int | None = None, shown: str = ""
+) -> tuple[bytes, bool]:
+    """Up to ``limit`` bytes of a regular file from ``offset``, and whether more was there.
+
+    The file is the target's: it is checked with lstat before it is opened, so a
+    FIFO or device is never opened; it is opened with ``O_NOFOLLOW | O_NONBLOCK``
+    and checked again with fstat, so a link is never followed and a swap in
+    between never blocks.  ``FileNotFoundError`` when it is missing,
+    :class:`NotRegularFile` when it is anything but a regular file.
+    """
+    shown = shown or str(path)
+    limit = MAX_RESULTS_BYTES if limit is None else limit
+
+    def refuse(what: str) -> NotRegularFile:
+        return NotRegularFile(
+            f'"{shown}" is {what}, not a regular file: the suite replaced the file leapfrog reads its results '
+            f"from, so leapfrog refused it. Leave the file named by LEAPFROG_RESULTS to the probe."
+        )
+
+    st = os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+    if not stat.S_ISREG(st.st_mode):
+        raise refuse(_file_kind(st.st_mode))
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise refuse("a symbolic link") from e
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise refuse(_file_kind(st.st_mode))
+        parts: list[bytes] = []
+        want = limit + 1  # one byte more tells whether the file goes on
+        position = offset
+        while want > 0:
+            chunk = os.pread(fd, min(want, 1 << 20), position)
+            if not chunk:
+                break
+            parts.append(chunk)
+            position += len(chunk)
+            want -= len(chunk)
+    finally:
+        os.close(fd)
+    data = b"".join(parts)
+    return data[:limit], len(data) > limit
+
+
+def _size(n: int) -> str:
+    return f"{n >> 20} MiB" if n >= 1 << 20 and n % (1 << 20) == 0 else f"{n:,} bytes"
+
+
+def _lines(data: bytes) -> Iterator[str]:
+    """Lines of a results file, decoded one at a time (no second copy of a 64 MiB file)."""
+    for raw in io.BytesIO(data):
+        yield raw.decode("utf-8", "replace").rstrip("\r\n")
+
+
+class _ResultsDir:
+    """The cell's folder in the target, as the host reads result files from it.
+
+    Where the target has a host path (chroot, native) the folder is opened once,
+    before the suite runs, and files are read relative to that descriptor: a
+    suite that later swaps the folder for a link cannot redirect the host.
+    Elsewhere (docker, VMs, ssh) a file is first copied out with ``get()`` into
+    a private folder.  Either way it is read with :func:`read_regular`.
+    """
+
+    def __init__(self, target: Target, base: str, tmp: Path) -> None:
+        self.target = target
+        self.base = base
+        self.tmp = tmp
+        self.fd: int | None = None
+        local = target.local_path(base)
+        if local is not None:
+            try:
+                self.fd = os.open(local, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+            except OSError as e:
+                raise TargetError(
+                    f'target {target.name}: cannot open the cell folder "{base}" from the host ({e.strerror}).'
+                ) from e
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def reader(self, name: str) -> Callable[[int, int], bytes] | None:
+        """For streaming while pytest runs: (offset, limit) -> bytes; None without a host path."""
+        fd = self.fd
+        if fd is None:
+            return None
+
+        def read(offset: int, limit: int) -> bytes:
+            return read_regular(name, dir_fd=fd, offset=offset, limit=limit)[0]
+
+        return read
+
+    def read(self, name: str) -> tuple[bytes, bool, str]:
+        """(data, more than ``MAX_RESULTS_BYTES`` was there, why nothing was copied out).
+
+        Raises :class:`NotRegularFile` when the target put anything but a regular file there.
+        """
+        shown = f"{self.base}/{name}"
+        try:
+            if self.fd is not None:
+                data, more = read_regular(name, dir_fd=self.fd, shown=shown)
+                return data, more, ""
+            local = self.tmp / name
+            if local.is_dir() and not local.is_symlink():
+                shutil.rmtree(local)  # our own copy from an earlier pass
+            local.unlink(missing_ok=True)
+            try:
+                self.target.get(shown, local)
+            except TargetError as e:
+                return b"", False, str(e)
+            data, more = read_regular(local, shown=shown)
+            return data, more, ""
+        except FileNotFoundError:
+            return b"", False, f'"{shown}" does not exist.'
+        except NotRegularFile:
+            raise
+        except OSError as e:
+            raise NotRegularFile(f'"{shown}" could not be read from the host ({e.strerror or e}).') from e
 
 
 def signal_name(sig: int | None) -> str:
@@ -274,94 +472,154 @@ class CellRunner:
         done: dict[str, CaseResult] = {}
         log_parts: list[str] = []
         message = ""
+        #: Why what the target sent back cannot be trusted whole: makes the cell infra-error.
+        problem = ""
+        notes: list[str] = []
         with tempfile.TemporaryDirectory(prefix="leapfrog-cell-") as tmp:
-            local = Path(tmp) / "results.jsonl"
-            for attempt in range(self.options.max_resumes + 1):
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    message = f"the cell ran out of its {suite.timeout:.0f} s budget"
-                    break
-                with _Tail(t.local_path(f"{base}/results.jsonl"), self._stream):
-                    proc = t.run(argv, timeout=remaining, env=env, cwd=f"{base}/suite")
-                log_parts.append(
-                    f"$ pytest (pass {attempt + 1}) exit={proc.exit_code} signal={signal_name(proc.signal)} "
-                    f"timed_out={proc.timed_out} wall={proc.wall:.1f}s\n"
-                    f"{_tail(proc.stdout, 4000)}{_tail(proc.stderr, 4000)}"
-                )
-                lines: list[str] = []
-                with contextlib.suppress(TargetError):
-                    t.get(f"{base}/results.jsonl", local)
-                    lines = local.read_text(encoding="utf-8", errors="replace").splitlines()
-                out = parse_probe_lines(lines)
-                if out.facts is not None and self.facts is None:
-                    self.facts = out.facts
-                    env.pop("LEAPFROG_FACTS", None)  # once is enough, also after a crash
-                for c in out.cases:
-                    if c.name not in done:
-                        done[c.name] = c
-                        if c.name not in self.streamed:
-                            self.emit("case", {"target": self.target.name, "suite": suite.name, "case": c})
-                dying = [n for n in out.started if n not in done]
-                if proc.ok or (proc.exit_code in (1,) and out.ended):
-                    break
-                if proc.exit_code == 5 and not done:
-                    message = "no tests were collected"
-                    break
-                if proc.exit_code in (2, 3, 4) and out.ended and not dying:
-                    message = f"pytest ended with exit code {proc.exit_code} (interrupted, internal or usage error)"
-                    break
-                if not dying:
+            results = _ResultsDir(t, base, Path(tmp))
+            try:
+                for attempt in range(self.options.max_resumes + 1):
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        message = f"the cell ran out of its {suite.timeout:.0f} s budget"
+                        break
+                    with _Tail(results.reader("results.jsonl"), self._stream):
+                        proc = t.run(argv, timeout=remaining, env=env, cwd=f"{base}/suite")
+                    log_parts.append(
+                        f"$ pytest (pass {attempt + 1}) exit={proc.exit_code} signal={signal_name(proc.signal)} "
+                        f"timed_out={proc.timed_out} wall={proc.wall:.1f}s\n"
+                        f"{_tail(proc.stdout, 4000)}{_tail(proc.stderr, 4000)}"
+                    )
+                    out, problem = self._collect(
+                        results, "results.jsonl", done, notes, log_parts, finished=proc.exit_code in (0, 1)
+                    )
+                    if out.facts is not None and self.facts is None:
+                        self.facts = out.facts
+                        env.pop("LEAPFROG_FACTS", None)  # once is enough, also after a crash
+                    if problem:
+                        break
+                    dying = [n for n in out.started if n not in done]
+                    if proc.ok or (proc.exit_code in (1,) and out.ended):
+                        break
+                    if proc.exit_code == 5 and not done:
+                        message = "no tests were collected"
+                        break
+                    if proc.exit_code in (2, 3, 4) and out.ended and not dying:
+                        message = f"pytest ended with exit code {proc.exit_code} (interrupted, internal or usage error)"
+                        break
+                    if not dying:
+                        if proc.timed_out:
+                            message = f"the cell timed out after {suite.timeout:.0f} s"
+                        else:
+                            message = (
+                                f"pytest died before any case started (exit {proc.exit_code}, "
+                                f"signal {signal_name(proc.signal) or 'none'})"
+                            )
+                        break
+                    victim = dying[0]
+                    if proc.timed_out:
+                        status, why = Status.TIMEOUT, f"killed by the host: the cell exceeded {suite.timeout:.0f} s"
+                    elif TIMEOUT_MARK in proc.stderr:
+                        status, why = (
+                            Status.TIMEOUT,
+                            f"exceeded the case timeout of {case_timeout:.0f} s (stuck in native code)",
+                        )
+                    else:
+                        status = Status.CRASHED
+                        how = signal_name(proc.signal) or f"exit code {proc.exit_code}"
+                        why = f"the Python process died during this case ({how})"
+                    crashed = CaseResult(
+                        name=victim, status=status, duration=0.0, message=why, output=_tail(proc.stderr, 8000)
+                    )
+                    done[victim] = crashed
+                    self.emit("case", {"target": self.target.name, "suite": suite.name, "case": crashed})
                     if proc.timed_out:
                         message = f"the cell timed out after {suite.timeout:.0f} s"
-                    else:
-                        message = (
-                            f"pytest died before any case started (exit {proc.exit_code}, "
-                            f"signal {signal_name(proc.signal) or 'none'})"
-                        )
-                    break
-                victim = dying[0]
-                if proc.timed_out:
-                    status, why = Status.TIMEOUT, f"killed by the host: the cell exceeded {suite.timeout:.0f} s"
-                elif TIMEOUT_MARK in proc.stderr:
-                    status, why = (
-                        Status.TIMEOUT,
-                        f"exceeded the case timeout of {case_timeout:.0f} s (stuck in native code)",
-                    )
-                else:
-                    status = Status.CRASHED
-                    how = signal_name(proc.signal) or f"exit code {proc.exit_code}"
-                    why = f"the Python process died during this case ({how})"
-                crashed = CaseResult(
-                    name=victim, status=status, duration=0.0, message=why, output=_tail(proc.stderr, 8000)
-                )
-                done[victim] = crashed
-                self.emit("case", {"target": self.target.name, "suite": suite.name, "case": crashed})
-                if proc.timed_out:
-                    message = f"the cell timed out after {suite.timeout:.0f} s"
-                    break
-                # Resume after the dead case: tell the probe what is already recorded.
-                done_file = Path(tmp) / "done.txt"
-                done_file.write_text("".join(n + "\n" for n in done))
-                t.put(done_file, f"{base}/done.txt")
-            if self.options.reruns and not message:
-                self._rerun_failures(done, argv, env, base, deadline, Path(tmp), log_parts)
+                        break
+                    # Resume after the dead case: tell the probe what is already recorded.
+                    done_file = Path(tmp) / "done.txt"
+                    done_file.write_text("".join(n + "\n" for n in done))
+                    t.put(done_file, f"{base}/done.txt")
+                if self.options.reruns and not message and not problem:
+                    problem = self._rerun_failures(done, argv, env, base, deadline, results, notes, log_parts)
+            finally:
+                results.close()
         if self.host_driven:
             self._health_check()
         cases = list(done.values())
-        verdict = verdict_for(cases) if cases else Verdict.INCOMPATIBLE
+        verdict = Verdict.INFRA_ERROR if problem else verdict_for(cases)
         return CellResult(
             target=self.target.name,
             suite=suite.name,
             verdict=verdict,
             cases=cases,
             wall=round(time.monotonic() - start, 3),
-            message=message,
+            message=_bound("\n".join(m for m in (problem, message, *notes) if m), MAX_MESSAGE),
             log=_tail("\n".join(log_parts), MAX_LOG),
         )
 
+    def _collect(
+        self,
+        results: _ResultsDir,
+        name: str,
+        done: dict[str, CaseResult],
+        notes: list[str],
+        log_parts: list[str],
+        *,
+        announce: bool = True,
+        finished: bool = False,
+    ) -> tuple[ProbeOutput, str]:
+        """Read and parse one results file into ``done``; return what was parsed and any problem.
+
+        A problem (the file is not a regular file, over ``MAX_RESULTS_BYTES``,
+        over ``MAX_CASES`` cases, or missing although pytest ``finished``) keeps
+        the cases read so far and ends the cell as infra-error; values that are
+        not finite are dropped and noted.
+        """
+        suite = self.cell.suite
+        try:
+            data, more, missing = results.read(name)
+        except NotRegularFile as e:
+            return parse_probe_lines([]), f"target {self.target.name}: {e}"
+        if missing:
+            log_parts.append(f"(no results read back: {missing})")
+            if finished:
+                return parse_probe_lines([]), (
+                    f"target {self.target.name}: pytest ran to its end, but its results could not be read back: "
+                    f"{missing} Leave the file named by LEAPFROG_RESULTS to the probe."
+                )
+        out = parse_probe_lines(_lines(data))
+        del data
+        for n in out.notes:
+            if n not in notes and len(notes) < MAX_NOTES:
+                notes.append(n)
+        over = out.dropped_cases > 0
+        for c in out.cases:
+            if c.name in done:
+                continue
+            if len(done) >= MAX_CASES:
+                over = True
+                break
+            done[c.name] = c
+            if announce and c.name not in self.streamed:
+                self.emit("case", {"target": self.target.name, "suite": suite.name, "case": c})
+        if more:
+            cap = _size(MAX_RESULTS_BYTES)
+            return out, (
+                f'"{results.base}/{name}" holds more than {cap}; leapfrog kept the {len(done)} case(s) in its '
+                f"first {cap}, ignored the rest and made the cell infra-error (MAX_RESULTS_BYTES in "
+                f"harness/runner.py). Bound what the suite writes per case (captured output, metrics)."
+            )
+        if over:
+            return out, (
+                f"the suite reported more than {MAX_CASES:,} cases; leapfrog kept the first {MAX_CASES:,} and made "
+                f"the cell infra-error (MAX_CASES in harness/runner.py). Split the suite into smaller ones."
+            )
+        return out, ""
+
     def _stream(self, cases: list[CaseResult]) -> None:
         for c in cases:
-            if c.name not in self.streamed:
+            if c.name not in self.streamed and len(self.streamed) < MAX_CASES:
                 self.streamed.add(c.name)
                 self.emit("case", {"target": self.target.name, "suite": self.cell.suite.name, "case": c})
 
@@ -378,34 +636,43 @@ class CellRunner:
         env: dict[str, str],
         base: str,
         deadline: float,
-        tmp: Path,
+        results: _ResultsDir,
+        notes: list[str],
         log_parts: list[str],
-    ) -> None:
-        """Run failed cases again; one that passes becomes ``passed`` with ``flaky`` set."""
-        t = self.target
+    ) -> str:
+        """Run failed cases again; one that passes becomes ``passed`` with ``flaky`` set.
+
+        They run where the first pass ran (``self.where``): on the host for a
+        host-driven suite, whose ``base`` is a host folder.  Returns a problem
+        with a results file, as :meth:`_collect` does.
+        """
+        t = self.where
         for n in range(self.options.reruns):
             failed = [c.name for c in done.values() if c.status in (Status.FAILED, Status.ERROR) and "::" in c.name]
             remaining = deadline - time.monotonic()
             if not failed or remaining <= 0:
-                return
-            results = f"{base}/rerun{n}.jsonl"
+                return ""
+            name = f"rerun{n}.jsonl"
             proc = t.run(
-                [*argv[:-1], *(f"{base}/suite/{name}" for name in failed[:200])],
+                [*argv[:-1], *(f"{base}/suite/{case}" for case in failed[:200])],
                 timeout=remaining,
-                env={**env, "LEAPFROG_RESULTS": results, "LEAPFROG_DONE": ""},
+                env={**env, "LEAPFROG_RESULTS": f"{base}/{name}", "LEAPFROG_DONE": ""},
                 cwd=f"{base}/suite",
             )
             log_parts.append(f"$ pytest (re-run {n + 1} of {len(failed)} failed) exit={proc.exit_code}")
-            local = tmp / f"rerun{n}.jsonl"
-            with contextlib.suppress(TargetError):
-                t.get(results, local)
-            lines = local.read_text(encoding="utf-8", errors="replace").splitlines() if local.exists() else []
-            for c in parse_probe_lines(lines).cases:
+            again: dict[str, CaseResult] = {}
+            _out, problem = self._collect(
+                results, name, again, notes, log_parts, announce=False, finished=proc.exit_code in (0, 1)
+            )
+            for c in again.values():
                 first = done.get(c.name)
                 if first is not None and c.status is Status.PASSED:
                     c.flaky = True
                     c.message = f"flaky: failed, then passed on re-run {n + 1}. First failure:\n{first.message}"
                     done[c.name] = c
+            if problem:
+                return problem
+        return ""
 
 
 class _Tail:
@@ -413,19 +680,22 @@ class _Tail:
 
     Only for targets with a host-readable path (chroot, native); a case counts
     once it is a complete line, so a half-written line is left for the next look.
+    ``read(offset, limit)`` is :meth:`_ResultsDir.reader`: it never follows a
+    link nor opens a FIFO; past ``MAX_RESULTS_BYTES`` the tail stops looking.
     """
 
     INTERVAL = 0.5
+    CHUNK = MAX_RESULT_LINE * 4
 
-    def __init__(self, path: Path | None, on_cases: Callable[[list[CaseResult]], None]) -> None:
-        self.path = path
+    def __init__(self, read: Callable[[int, int], bytes] | None, on_cases: Callable[[list[CaseResult]], None]) -> None:
+        self.read = read
         self.on_cases = on_cases
         self.offset = 0
         self.stop = threading.Event()
         self.thread: threading.Thread | None = None
 
     def __enter__(self) -> _Tail:
-        if self.path is not None:
+        if self.read is not None:
             self.thread = threading.Thread(target=self._loop, name="leapfrog-tail", daemon=True)
             self.thread.start()
         return self
@@ -436,23 +706,22 @@ class _Tail:
             self.thread.join(timeout=5)
 
     def _loop(self) -> None:
-        while not self.stop.wait(self.INTERVAL):
+        while not self.stop.wait(self.INTERVAL) and self.offset < MAX_RESULTS_BYTES:
             self.poll()
 
     def poll(self) -> None:
-        assert self.path is not None
+        assert self.read is not None
         try:
-            with self.path.open("rb") as f:
-                f.seek(self.offset)
-                chunk = f.read(MAX_RESULT_LINE * 4)
-        except OSError:
-            return
+            chunk = self.read(self.offset, self.CHUNK)
+        except (OSError, TargetError):
+            return  # missing yet, or refused: the read after the pass says why
         end = chunk.rfind(b"\n")
         if end < 0:
+            if len(chunk) >= self.CHUNK:  # a line longer than any valid one: skip past it
+                self.offset += len(chunk)
             return
         self.offset += end + 1
-        lines = chunk[: end + 1].decode("utf-8", "replace").splitlines()
-        cases = parse_probe_lines(lines).cases
+        cases = parse_probe_lines(_lines(chunk[: end + 1])).cases
         if cases:
             self.on_cases(cases)
 

@@ -19,7 +19,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Final, NamedTuple
 
-from harness.model import CaseResult, CellResult, Metric, Run, Status, TargetInfo, Verdict
+from harness.model import CaseResult, CellResult, Metric, Run, Status, TargetInfo, Verdict, finite
 from harness.report.compare import case_slowdowns, cell_slowdown, geometric_mean
 from harness.report.types import CaseChange, Comparison, RunSummary
 
@@ -78,6 +78,8 @@ def clean(text: str, limit: int = MAX_TEXT) -> str:
 
 
 def seconds(s: float) -> str:
+    if not math.isfinite(s):  # results.json is read back from disk: never trust it to be finite
+        return "?"
     if s <= 0:
         return "0 s"
     if s < 0.001:
@@ -138,8 +140,9 @@ def percentile_groups(metrics: Mapping[str, Metric]) -> dict[str, dict[str, floa
     out: dict[str, dict[str, float]] = {}
     for key, value in metrics.items():
         m = _PERCENTILE.match(key)
-        if m and m["p"] in ("p50", "p90", "p99") and isinstance(value, (int, float)) and not isinstance(value, bool):
-            out.setdefault(m["prefix"].rstrip("_"), {})[m["p"]] = float(value)
+        number = finite(value)
+        if m and m["p"] in ("p50", "p90", "p99") and number is not None:
+            out.setdefault(m["prefix"].rstrip("_"), {})[m["p"]] = float(number)
     return out
 
 

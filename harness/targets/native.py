@@ -13,6 +13,7 @@ import dataclasses
 import os
 import platform
 import shutil
+import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -66,9 +67,17 @@ class NativeTarget(Target):
         _copy(local, Path(remote))
 
     def get(self, remote: str, local: Path) -> None:
+        """Like every backend: a link, FIFO, socket or device at ``remote`` is refused, never followed or read."""
         src = Path(remote)
-        if not src.exists():
-            raise TargetError(f"native target: {remote} does not exist.")
+        try:
+            mode = src.lstat().st_mode
+        except FileNotFoundError:
+            raise TargetError(f"native target: {remote} does not exist.") from None
+        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            raise TargetError(
+                f'native target: refusing to copy "{remote}": it is neither a regular file nor a folder '
+                f"(a link, FIFO, socket or device)."
+            )
         _copy(src, local)
 
     def local_path(self, remote: str) -> Path | None:
