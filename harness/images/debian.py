@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import platform
 import re
 import shutil
 import subprocess
@@ -11,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.errors import ImageError
+from harness.hostreq import install_hint
+from harness.images import buildrun
 
 #: Always in a Debian image: what the probe and pytest need.
 BASE_PACKAGES = ["python3", "python3-pytest", "ca-certificates"]
@@ -59,55 +62,76 @@ def build_rootfs(
     *,
     progress: Callable[[str], None] | None = None,
 ) -> None:
-    """Build into ``dest`` (which must not exist).  On failure ``dest`` is removed."""
-    if shutil.which("mmdebstrap") is None:
-        raise ImageError("mmdebstrap is not installed; run: apt-get install mmdebstrap qemu-user-static binfmt-support")
+    """Build into ``dest`` (which must not exist).  On failure ``dest`` is removed.
+
+    mmdebstrap gets ``LEAPFROG_BUILD_TIMEOUT`` seconds (see :mod:`harness.images.buildrun`);
+    a failure is reported with its own ``E:`` lines as the cause.
+    """
+    from harness import mounts
+
+    needed = ["mmdebstrap"] if arch == host_debian_arch() else ["mmdebstrap", "arch-test"]
+    absent = [prog for prog in needed if shutil.which(prog) is None]
+    if absent:
+        raise ImageError(
+            f"building a Debian {arch} image on this host needs {' and '.join(absent)}, which "
+            f"{'is' if len(absent) == 1 else 'are'} not installed; install with: {install_hint(absent)} "
+            "(or run scripts/setup-host.sh)."
+        )
     if os.geteuid() != 0:
         raise ImageError("building a Debian image needs root (mmdebstrap, chroot); run leapfrog as root or with sudo.")
     argv = mmdebstrap_argv(release, arch, mirror, packages, dest)
-    tail: list[str] = []
+    timeout = buildrun.deadline(buildrun.BUILD_TIMEOUT)
     start = time.monotonic()
     configured = 0
     last_shown = 0.0
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
-    assert proc.stdout is not None
+
+    def show(line: str) -> None:
+        nonlocal configured, last_shown
+        if progress is None:
+            return
+        if line.startswith(("I:", "E:", "W:")) and not line.startswith("I: running"):
+            progress(f"{line} ({time.monotonic() - start:.0f}s)")
+        elif line.startswith("Setting up "):
+            configured += 1
+            now = time.monotonic()
+            if now - last_shown > 5:  # at most one line every 5 s
+                last_shown = now
+                progress(f"  configured {configured} packages, now {line[11:].partition(' ')[0]} ({now - start:.0f}s)")
+
     try:
-        for raw in proc.stdout:
-            line = raw.rstrip()
-            tail.append(line)
-            del tail[:-40]
-            if progress is None:
-                continue
-            if line.startswith(("I:", "E:", "W:")) and not line.startswith("I: running"):
-                progress(f"{line} ({time.monotonic() - start:.0f}s)")
-            elif line.startswith("Setting up "):
-                configured += 1
-                now = time.monotonic()
-                if now - last_shown > 5:  # at most one line every 5 s
-                    last_shown = now
-                    progress(f"  configured {configured} packages, now {line[11:].split(' ')[0]} ({now - start:.0f}s)")
-        rc = proc.wait()
+        done = buildrun.run_logged(argv, timeout=timeout, on_line=show)
     except BaseException:
-        proc.kill()
-        proc.wait()
-        shutil.rmtree(dest, ignore_errors=True)
+        mounts.unmount_and_remove(dest)  # mmdebstrap was stopped; it may have left /proc or /dev mounted
         raise
-    finally:
-        proc.stdout.close()
-    if rc != 0:
-        shutil.rmtree(dest, ignore_errors=True)
-        text = "\n".join(tail)
+    if done.code != 0 or done.timed_out:
+        mounts.unmount_and_remove(dest)
+        text = "\n".join(done.tail)
         for pat in _MISSING:
-            m = pat.search(text)
+            m = next(filter(None, (pat.search(e) for e in [*done.errors, text])), None)
             if m:
                 raise ImageError(
                     f'package "{m.group(1)}" is not available in Debian {release} for {arch}; '
                     f"fix the [packages] debian list of the suite or target that asks for it.\n{text}"
                 )
         raise ImageError(
-            f"mmdebstrap failed (exit {rc}) building Debian {release} {arch} from {mirror}; "
-            f"check the mirror is reachable. Last output:\n{text}"
+            buildrun.explain(
+                "mmdebstrap",
+                done,
+                f"building Debian {release} {arch} from {mirror}",
+                mirror=mirror,
+                setting=buildrun.BUILD_TIMEOUT,
+            )
         )
+
+
+#: Debian's names for the machines Python reports.
+_DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64el", "i686": "i386", "armv7l": "armhf"}
+
+
+def host_debian_arch() -> str:
+    """This host's Debian architecture name (amd64 on x86_64): building any other needs arch-test and qemu."""
+    machine = platform.machine()
+    return _DEBIAN_ARCH.get(machine, machine)
 
 
 def _chroot_mounts(root: Path) -> list[list[str]]:
@@ -165,27 +189,28 @@ def layer_rootfs(
             resolv.unlink()  # copy the host's file in, never through a link out of the image
         shutil.copyfile("/etc/resolv.conf", resolv)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
-        tail: list[str] = []
+        apt_timeout = buildrun.deadline(buildrun.APT_TIMEOUT)
         for argv in (
             ["apt-get", "update", "-q"],
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--", *sorted(extra)],
             ["apt-get", "clean"],
         ):
             say(f"{' '.join(argv[:2])} ({time.monotonic() - start:.0f}s)")
-            run = subprocess.run(
-                ["chroot", str(dest), *argv], capture_output=True, text=True, errors="replace", env=env, check=False
-            )
-            tail = (run.stdout + run.stderr).splitlines()[-40:]
-            if run.returncode != 0:
-                text = "\n".join(tail)
+            run = buildrun.run_logged(["chroot", str(dest), *argv], timeout=apt_timeout, env=env)
+            if run.code != 0 or run.timed_out:
+                text = "\n".join(run.tail)
                 for pat in _MISSING:
-                    m = pat.search(text)
+                    m = next(filter(None, (pat.search(e) for e in [*run.errors, text])), None)
                     if m:
                         raise ImageError(
                             f'package "{m.group(1)}" is not available in Debian {release} for {arch}; fix the '
                             f"[packages] debian list of the suite or target that asks for it.\n{text}"
                         )
-                raise ImageError(f"`{' '.join(argv)}` failed in the image (exit {run.returncode}):\n{text}")
+                raise ImageError(
+                    buildrun.explain(
+                        f"`{' '.join(argv[:2])}`", run, f"in the image {dest}", setting=buildrun.APT_TIMEOUT
+                    )
+                )
         shutil.rmtree(dest / "var" / "lib" / "apt" / "lists", ignore_errors=True)
         (dest / "var" / "lib" / "apt" / "lists" / "partial").mkdir(parents=True, exist_ok=True)
     except BaseException:
