@@ -69,6 +69,27 @@ def debian_image() -> CachedImage:
     return ensure_image(ImageSpec(), all_debian_packages(), progress=lambda m: print(m, flush=True))
 
 
+@pytest.fixture
+def private_cache(debian_image: CachedImage, tmp_path: Path) -> Path:
+    """A cache of this test's own, reached through a link (as ``/root -> /var/roothome``), sharing the built images.
+
+    Its ``runs/`` is private, so a test asserts on its own work folders only and
+    another leapfrog on the host cannot make it fail.  Pass it as
+    ``LEAPFROG_CACHE`` (see :func:`cache_env`).
+    """
+    real = tmp_path / "cache-real"
+    real.mkdir()
+    (real / "images").symlink_to(debian_image.path.parent)
+    link = tmp_path / "cache"
+    link.symlink_to(real)
+    return link
+
+
+def cache_env(cache: Path) -> dict[str, str]:
+    """The environment of a leapfrog subprocess that uses ``cache``."""
+    return {**os.environ, "LEAPFROG_CACHE": str(cache)}
+
+
 def _ping(client: Any) -> bool:
     try:
         return bool(client.ping())

@@ -82,7 +82,8 @@ def test_second_run_builds_nothing(platform_report: Path, tmp_path: Path) -> Non
     assert "mmdebstrap must not run" not in done.stderr
 
 
-def test_stop_leaves_no_mount_or_process(debian_image: CachedImage) -> None:
+def test_stop_leaves_no_mount_or_process(private_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEAPFROG_CACHE", str(private_cache))  # its own runs/: asserts on this target only
     cfg = load_project(ROOT).targets["debian-trixie-riscv64"]
     t = make_target(cfg)
     t.start()
@@ -95,4 +96,5 @@ def test_stop_leaves_no_mount_or_process(debian_image: CachedImage) -> None:
     t.stop()
     assert mounts_under(workdir) == []
     assert not workdir.exists()
-    assert not any(p.name.startswith("debian-trixie-riscv64-") for p in runs_dir().iterdir())
+    assert list(runs_dir().iterdir()) == []
+    assert runs_dir() == private_cache.resolve() / "runs"

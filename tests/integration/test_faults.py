@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from harness.images import CachedImage
-from harness.targets.chroot import mounts_under, pids_rooted_at, runs_dir
-from tests.integration.conftest import ROOT
+from harness.targets.chroot import mounts_under, pids_rooted_at
+from tests.integration.conftest import ROOT, cache_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.chroot]
 SUITES = Path(__file__).parent / "suites"
@@ -25,17 +25,22 @@ def leapfrog_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness.cli", "--root", str(ROOT), "--suites-dir", str(SUITES), *args]
 
 
-def no_leftovers() -> None:
-    for d in runs_dir().iterdir():
+def no_leftovers(cache: Path) -> None:
+    """This test's own run left nothing: its private runs/ holds no mount, process or folder."""
+    runs = cache / "runs"
+    for d in runs.iterdir():
         assert not mounts_under(d), f"mounts left under {d}"
         root = d / "root"
         assert not pids_rooted_at(root), f"processes left in {root}"
+    assert mounts_under(cache.resolve()) == []
+    assert list(runs.iterdir()) == []
 
 
-def test_hostile_suite(debian_image: CachedImage, tmp_path: Path) -> None:
+def test_hostile_suite(private_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     done = subprocess.run(
         leapfrog_argv("run", "-t", "debian-trixie-riscv64", "-s", "hostile", "--out", str(out), "--no-history"),
+        env=cache_env(private_cache),
         capture_output=True,
         text=True,
         timeout=900,
@@ -65,15 +70,16 @@ def test_hostile_suite(debian_image: CachedImage, tmp_path: Path) -> None:
     html = (out / "index.html").read_text()
     assert "<script>window.__pwned" not in html
     ET.parse(out / "junit-debian-trixie-riscv64.xml")  # parses despite ]]> and control characters
-    no_leftovers()
+    no_leftovers(private_cache)
 
 
-def test_interrupt_keeps_results_and_resume_finishes(debian_image: CachedImage, tmp_path: Path) -> None:
+def test_interrupt_keeps_results_and_resume_finishes(private_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     proc = subprocess.Popen(
         leapfrog_argv(
             "run", "-t", "native,debian-trixie-riscv64", "-s", "quick,slow", "--out", str(out), "--no-history"
         ),
+        env=cache_env(private_cache),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -99,10 +105,11 @@ def test_interrupt_keeps_results_and_resume_finishes(debian_image: CachedImage, 
     assert (out / "index.html").exists()
     streamed = [json.loads(line) for line in cases.read_text().splitlines()]
     assert any(r["target"] == "debian-trixie-riscv64" and r["suite"] == "slow" for r in streamed)
-    no_leftovers()
+    no_leftovers(private_cache)
 
     done = subprocess.run(
         leapfrog_argv("run", "--resume", str(out), "--no-history"),
+        env=cache_env(private_cache),
         capture_output=True,
         text=True,
         timeout=900,
@@ -112,13 +119,14 @@ def test_interrupt_keeps_results_and_resume_finishes(debian_image: CachedImage, 
     data = json.loads((out / "results.json").read_text())
     assert {c["verdict"] for c in data["cells"]} == {"compatible"}
     assert len(data["cells"]) == 4
-    no_leftovers()
+    no_leftovers(private_cache)
 
 
-def test_sigterm_is_handled_like_ctrl_c(debian_image: CachedImage, tmp_path: Path) -> None:
+def test_sigterm_is_handled_like_ctrl_c(private_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     proc = subprocess.Popen(
         leapfrog_argv("run", "-t", "debian-trixie-riscv64", "-s", "slow", "--out", str(out), "--no-history"),
+        env=cache_env(private_cache),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -131,7 +139,7 @@ def test_sigterm_is_handled_like_ctrl_c(debian_image: CachedImage, tmp_path: Pat
     proc.communicate(timeout=120)
     assert proc.returncode == 130
     assert (out / "index.html").exists()
-    no_leftovers()
+    no_leftovers(private_cache)
 
 
 def _watch_and_kill(proc: subprocess.Popen[str], needle: str, kill: list[str], delay: float) -> str:
