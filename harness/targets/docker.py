@@ -25,14 +25,20 @@ the image amd64.)
 Containers are not privileged, mount nothing from the host, have no network
 (``network_mode = none``) unless ``network = true``, are labeled ``leapfrog=1``
 with the run id, and run ``sleep infinity`` under Docker's init; every command
-is a ``docker exec``.  A command runs as the leader of its own session, marked
+is a ``docker exec``.  They keep only the capabilities in ``KEPT_CAPS`` (plus
+the file's ``cap_add``), cannot gain privileges (``no-new-privileges``), and
+hold at most ``pids_limit`` processes and threads.  A command runs as the leader of its own session, marked
 by an environment variable; on a timeout or Ctrl-C a second exec SIGKILLs every
 process in that session or carrying the mark, and what a command leaves
 running in the background is killed when it ends, as on the other backends.
 Exit statuses 129-159 are reported as death by signal (status - 128), the way a
 shell reports them.  A container that disappears mid-run (``docker rm -f``) is a
 ``TargetError``, never a failed command.  Containers that a killed leapfrog
-left behind on this host are removed at the next start.
+left behind on this host are removed at the next start: each container is
+labeled with this host's id (see :func:`host_id`), the leapfrog process id and
+that process's start time, and only containers of this host whose process is
+gone (or whose pid now belongs to another process) are removed, so hosts that
+share one engine never remove each other's containers.
 
 ``forward(port)`` needs the port listed in a suite's ``ports`` (suite.toml) or
 in the target's own ``ports`` (with ``network = true``): those are published at
@@ -46,6 +52,8 @@ A target file::
     cpus = 2          # 0: no limit
     memory = "4g"     # "": no limit
     cpu = "rv64,v=true,vlen=256"   # becomes QEMU_CPU inside the container
+    pids_limit = 4096 # processes and threads in the container; 0: no limit
+    cap_add = []      # capabilities beyond KEPT_CAPS, e.g. ["NET_RAW"] for ping
     [image]
     distro = "debian"
     release = "trixie"
@@ -102,6 +110,13 @@ _CHUNK = 1 << 20
 _MEMORY = re.compile(r"\d+(\.\d+)?[bkmg]?\Z", re.IGNORECASE)
 _PLATFORM = re.compile(r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?\Z")
 _TAG_UNSAFE = re.compile(r"[^a-z0-9._-]+")
+_CAP = re.compile(r"[A-Z_]+\Z")
+#: Capabilities a container keeps; Docker's other defaults are dropped (NET_RAW,
+#: MKNOD, AUDIT_WRITE, SETPCAP, SYS_CHROOT).  Root in the container still owns
+#: its files and installs packages (dnf on openEuler: chown, file modes and file
+#: capabilities, dropping to other users), kills what a command started as
+#: another user, and a suite may serve on a port below 1024.
+KEPT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "KILL", "SETGID", "SETUID", "SETFCAP", "NET_BIND_SERVICE")
 
 ENGINE_HELP = (
     "Start the engine (`dockerd >/tmp/dockerd.log 2>&1 &` or `systemctl start docker`; "
@@ -419,6 +434,67 @@ def _preflight(url: str) -> None:
             pass
 
 
+def host_id() -> str:
+    """This host's id in container labels: /etc/machine-id and a random id kept in leapfrog's cache, hashed.
+
+    A hostname is not unique (CI runners, containers sharing the engine's
+    socket), and a machine-id is copied with the image a runner starts from;
+    the random id (``<cache>/docker/host-id``, made once) separates those, and
+    the machine-id separates hosts that share one cache folder.
+    """
+    from harness.images.cache import cache_root
+
+    path = cache_root() / "docker" / "host-id"
+    token = _read_text(path)
+    if not re.fullmatch(r"[0-9a-f]{32}", token):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".host-id-", dir=path.parent)
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(secrets.token_hex(16) + "\n")
+        try:
+            os.link(tmp, path)  # made whole, then published only if no other process was first
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+        token = _read_text(path)
+    machine = _read_text(Path("/etc/machine-id"))
+    return hashlib.sha256(f"{machine}\0{token}".encode()).hexdigest()[:24]
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return ""
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22), or None if there is none."""
+    raw = _read_text(Path(f"/proc/{pid}/stat"))
+    fields = raw.rpartition(")")[2].split()  # the name in parentheses may hold spaces
+    return fields[19] if len(fields) > 19 else None
+
+
+def is_stale(labels: dict[str, str]) -> bool:
+    """True when the leapfrog process that made a container of this host is gone.
+
+    Its pid is free, or now belongs to a process that started at another time.
+    A container without a valid pid is left alone.
+    """
+    try:
+        pid = int(labels.get("leapfrog.pid", "0"))
+    except ValueError:
+        return False
+    if pid <= 0:
+        return False
+    started = process_start(pid)
+    if started is None:
+        return True
+    recorded = labels.get("leapfrog.pid_start", "")
+    return bool(recorded) and recorded != started
+
+
 def _where_is_local(url: str) -> bool:
     """True for the engine on this host (unset, unix:// or tcp:// to a loopback address)."""
     if not url or url.startswith("unix://"):
@@ -465,8 +541,19 @@ class DockerTarget(Target):
         ports: list[int] = dataclasses.field(default_factory=list)  # published on 127.0.0.1 (needs network)
         docker_host: str = ""  # "": DOCKER_HOST, else the local socket; ssh:// works
         cpu: str = ""  # QEMU CPU model for qemu-user, e.g. "rv64,v=true,vlen=256"
+        pids_limit: int = 4096  # processes and threads (qemu-user counts each guest thread); 0: no limit
+        cap_add: list[str] = dataclasses.field(default_factory=list)  # beyond KEPT_CAPS
 
         def __post_init__(self) -> None:
+            if self.pids_limit < 0:
+                raise ConfigError(
+                    f'docker target: key "pids_limit" must be 0 (no limit) or more, not {self.pids_limit}.'
+                )
+            for cap in self.cap_add:
+                if not _CAP.match(cap.upper().removeprefix("CAP_")) or cap.upper() in ("ALL", "CAP_ALL"):
+                    raise ConfigError(
+                        f'docker target: key "cap_add" holds {cap!r}; name single capabilities like "NET_RAW".'
+                    )
             if self.cpus < 0:
                 raise ConfigError(f'docker target: key "cpus" must be 0 (no limit) or more, not {self.cpus}.')
             if self.memory and not _MEMORY.match(self.memory):
@@ -757,16 +844,10 @@ class DockerTarget(Target):
 
     def _cleanup_stale(self) -> None:
         """Remove containers of this host's leapfrog runs whose process is gone (kill -9)."""
-        host = socket.gethostname()
         with self._engine("list leapfrog containers"):
-            stale = self.api.containers(all=True, filters={"label": ["leapfrog=1", f"leapfrog.host={host}"]})
-        for c in stale:
-            labels = c.get("Labels") or {}
-            try:
-                pid = int(labels.get("leapfrog.pid", "0"))
-            except ValueError:
-                pid = 0
-            if pid > 0 and not Path(f"/proc/{pid}").exists():
+            found = self.api.containers(all=True, filters={"label": ["leapfrog=1", f"leapfrog.host={host_id()}"]})
+        for c in found:
+            if is_stale(c.get("Labels") or {}):
                 with contextlib.suppress(Exception):
                     self.api.remove_container(c["Id"], force=True, v=True)
 
@@ -814,6 +895,10 @@ class DockerTarget(Target):
             port_bindings=dict.fromkeys(ports, ("127.0.0.1", None)) or None,
             privileged=False,
             init=True,
+            pids_limit=o.pids_limit or None,
+            cap_drop=["ALL"],
+            cap_add=sorted({*KEPT_CAPS, *(c.upper().removeprefix("CAP_") for c in o.cap_add)}),
+            security_opt=["no-new-privileges"],
         )
         t0 = time.monotonic()
         with self._engine(f'create a container from "{self.image_ref}"'):
@@ -826,8 +911,10 @@ class DockerTarget(Target):
                     "leapfrog": "1",
                     "leapfrog.run": self.run_id,
                     "leapfrog.target": self.name,
-                    "leapfrog.host": socket.gethostname(),
+                    "leapfrog.host": host_id(),
+                    "leapfrog.hostname": socket.gethostname(),  # for people; the sweep uses leapfrog.host
                     "leapfrog.pid": str(os.getpid()),
+                    "leapfrog.pid_start": process_start(os.getpid()) or "",
                 },
                 ports=ports or None,
                 host_config=host_config,

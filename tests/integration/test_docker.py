@@ -12,6 +12,7 @@ import contextlib
 import io
 import lzma
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -382,3 +383,75 @@ def test_image_tarball_is_loaded_once(
     finally:
         with contextlib.suppress(docker.errors.ImageNotFound):
             engine.api.remove_image(tag, force=True)
+
+
+# --------------------------------------------------------------------------- hardening (issue 11)
+
+
+def test_container_keeps_only_the_kept_capabilities_and_cannot_gain_privileges(
+    target: DockerTarget, engine: Any
+) -> None:
+    from harness.targets.docker import KEPT_CAPS
+
+    assert target.container_id is not None
+    host = engine.api.inspect_container(target.container_id)["HostConfig"]
+    assert host["CapDrop"] == ["ALL"]
+    assert sorted(host["CapAdd"]) == sorted(KEPT_CAPS)
+    assert host["SecurityOpt"] == ["no-new-privileges"]
+    assert host["PidsLimit"] == 4096
+    status = target.run(["cat", "/proc/self/status"], timeout=60)
+    fields = dict(line.split(":\t", 1) for line in status.stdout.splitlines() if ":\t" in line)
+    assert fields["NoNewPrivs"].strip() == "1"
+    # CAP_NET_RAW is bit 13, CAP_MKNOD 27, CAP_SYS_ADMIN 21, CAP_SYS_CHROOT 18: none is effective.
+    cap_eff = int(fields["CapEff"], 16)
+    assert all(not cap_eff & (1 << bit) for bit in (13, 18, 21, 27)), hex(cap_eff)
+    assert cap_eff & (1 << 0)  # CAP_CHOWN kept: root still owns its files
+    mknod = target.run(["mknod", "/tmp/null2", "c", "1", "3"], timeout=60)
+    assert mknod.exit_code != 0
+    assert "Operation not permitted" in mknod.stderr
+
+
+FORK_STORM = """
+import subprocess
+started, refused = [], 0
+for _ in range(80):
+    try:
+        started.append(subprocess.Popen(["sleep", "60"]))
+    except OSError:
+        refused += 1
+for p in started:
+    p.kill()
+    p.wait()
+print(len(started), refused)
+"""
+
+
+def test_pid_limit_stops_a_fork_storm(debian_image: CachedImage, engine: Any, config: TargetConfig) -> None:
+    t = started(with_options(config, pids_limit=48), debian_image)
+    try:
+        storm = t.run(["python3", "-c", FORK_STORM], timeout=300)
+        assert storm.ok, storm.stderr
+        # qemu-user may say "Bail out!" on stdout when it cannot start a thread: read the counts line.
+        started_ok, refused = map(int, re.findall(r"^(\d+) (\d+)$", storm.stdout, re.MULTILINE)[-1])
+        assert refused > 0, storm.stdout
+        assert started_ok < 48, storm.stdout
+    finally:
+        t.stop()
+
+
+def test_the_sweep_spares_a_container_of_another_host_sharing_the_engine(
+    target: DockerTarget, debian_image: CachedImage, engine: Any, config: TargetConfig
+) -> None:
+    dead_pid = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1
+    assert target.container_id is not None
+    labels = dict(engine.api.inspect_container(target.container_id)["Config"]["Labels"])
+    # Same hostname and a pid that is free here, but another host's id: not ours to remove.
+    labels.update({"leapfrog.host": "another-host-0123456789ab", "leapfrog.pid": str(dead_pid)})
+    theirs = engine.api.create_container(target.image_ref, command=["sleep", "infinity"], labels=labels)["Id"]
+    t = started(config, debian_image)
+    try:
+        assert engine.api.inspect_container(theirs)["Id"] == theirs
+    finally:
+        t.stop()
+        with contextlib.suppress(docker.errors.NotFound):
+            engine.api.remove_container(theirs, force=True)

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,14 +19,18 @@ from harness.errors import ConfigError, TargetError
 from harness.images.cache import RECIPE_VERSION, ImageMeta
 from harness.targets.base import OUTPUT_LIMIT
 from harness.targets.docker import (
+    KEPT_CAPS,
     BoundedBuffer,
     DockerTarget,
     decode_status,
     drain,
     extract_get,
+    host_id,
     image_tag,
+    is_stale,
     layer_entries,
     load_archive,
+    process_start,
     tar_for_put,
 )
 
@@ -374,3 +379,126 @@ def test_a_file_that_shrinks_while_streaming_is_an_error(rootfs: Path) -> None:
     with pytest.raises(TargetError, match="shrank while it was copied"):
         for _ in chunks:
             pass
+
+
+# --------------------------------------------------------------------------- hardening and the stale sweep
+
+
+class FakeApi:
+    """Records what the backend asks the engine; containers() honours label filters like the engine."""
+
+    def __init__(self, containers: list[dict[str, Any]] | None = None) -> None:
+        self.host_config: dict[str, object] = {}
+        self.created: dict[str, object] = {}
+        self.stored: list[dict[str, Any]] = containers or []
+        self.removed: list[str] = []
+
+    def create_host_config(self, **kw: object) -> dict[str, object]:
+        self.host_config = kw
+        return kw
+
+    def create_container(self, image: str, **kw: object) -> dict[str, str]:
+        self.created = kw
+        return {"Id": "c0ffee" * 10}
+
+    def start(self, cid: str) -> None:
+        pass
+
+    def inspect_container(self, cid: str) -> dict[str, object]:
+        return {"State": {"Running": True, "Status": "running"}}
+
+    def containers(self, **kw: Any) -> list[dict[str, Any]]:
+        assert kw["all"] is True  # stopped containers too
+        wanted = [f.split("=", 1) for f in kw["filters"]["label"]]
+        return [c for c in self.stored if all(c["Labels"].get(k) == v for k, v in wanted)]
+
+    def remove_container(self, cid: str, **kw: object) -> None:
+        self.removed.append(cid)
+
+
+class FakeClient:
+    def __init__(self, api: FakeApi) -> None:
+        self.api = api
+
+
+def with_api(t: DockerTarget, api: FakeApi) -> DockerTarget:
+    t.client = FakeClient(api)
+    return t
+
+
+def test_containers_drop_capabilities_cannot_gain_privileges_and_have_a_pid_limit(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path / "cache"))
+    api = FakeApi()
+    t = with_api(DockerTarget(load_target(target_file(tmp_path, ""))), api)
+    t.image_ref = "leapfrog/x:1"
+    t._create()
+    hc = api.host_config
+    assert hc["cap_drop"] == ["ALL"]
+    assert hc["cap_add"] == sorted(KEPT_CAPS)
+    assert not {"NET_RAW", "MKNOD", "SYS_ADMIN", "SYS_CHROOT", "AUDIT_WRITE"} & set(KEPT_CAPS)
+    assert hc["security_opt"] == ["no-new-privileges"]
+    assert hc["pids_limit"] == 4096
+    assert hc["privileged"] is False
+    labels = api.created["labels"]
+    assert labels["leapfrog.host"] == host_id()  # type: ignore[index]
+    assert labels["leapfrog.pid_start"] == process_start(os.getpid())  # type: ignore[index]
+    # A file may raise the limit, lift it (0) or add a capability.
+    api = FakeApi()
+    t = with_api(DockerTarget(load_target(target_file(tmp_path, 'pids_limit = 0\ncap_add = ["cap_net_raw"]\n'))), api)
+    t.image_ref = "leapfrog/x:1"
+    t._create()
+    assert api.host_config["pids_limit"] is None
+    assert "NET_RAW" in api.host_config["cap_add"]  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("pids_limit = -1\n", r'"pids_limit" must be 0 \(no limit\) or more'),
+        ('cap_add = ["ALL"]\n', r'"cap_add" holds \'ALL\'; name single capabilities'),
+        ('cap_add = ["net raw"]\n', r'"cap_add" holds'),
+    ],
+)
+def test_bad_hardening_options_are_config_errors(tmp_path: Path, body: str, match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        load_target(target_file(tmp_path, body))
+
+
+def test_host_id_is_kept_and_differs_between_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path / "a"))
+    first = host_id()
+    assert host_id() == first
+    assert len((tmp_path / "a" / "docker" / "host-id").read_text().strip()) == 32
+    monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path / "b"))  # another host: same hostname, own cache
+    assert host_id() != first
+
+
+def test_the_sweep_removes_only_this_hosts_containers_whose_process_is_gone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dead = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # no process can have it
+    me, my_start = str(os.getpid()), process_start(os.getpid())
+    monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path / "other-host"))
+    other = host_id()
+    monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path / "this-host"))
+    mine = host_id()
+
+    def box(cid: str, host: str, pid: object, start: object) -> dict[str, Any]:
+        return {"Id": cid, "Labels": {"leapfrog": "1", "leapfrog.host": host, "leapfrog.pid": str(pid),
+                                      "leapfrog.pid_start": str(start)}}  # fmt: skip
+
+    api = FakeApi(
+        [
+            box("mine-killed", mine, dead, "123"),
+            box("mine-pid-reused", mine, me, "1"),  # this pid now belongs to a process started at another time
+            box("mine-alive", mine, me, my_start),
+            box("other-host-killed", other, dead, "123"),  # same pid space to us, but not ours to judge
+            box("other-host-same-pid", other, me, "1"),
+            box("no-pid", mine, "x", ""),
+        ]
+    )
+    with_api(DockerTarget(load_target(target_file(tmp_path, ""))), api)._cleanup_stale()
+    assert sorted(api.removed) == ["mine-killed", "mine-pid-reused"]
+    assert is_stale({"leapfrog.pid": me, "leapfrog.pid_start": ""}) is False  # no start time: the pid decides
