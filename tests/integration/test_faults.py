@@ -67,6 +67,17 @@ def test_hostile_suite(private_cache: Path, tmp_path: Path) -> None:
     flood = next(c for c in cell["cases"] if c["name"].endswith("test_flood"))
     assert len(flood["output"]) < 200_000
     assert "truncated" in flood["output"]
+    # Lines the suite forged into its results file: numbers no float holds are dropped and named.
+    assert status["test_forged_results_lines"] == "passed"
+    forged = {c["name"].split("::")[1]: c for c in cell["cases"] if "::forged_" in c["name"]}
+    assert forged["forged_big_int_duration"]["duration"] == 0.0
+    assert forged["forged_inf_duration"]["duration"] == 0.0
+    assert forged["forged_metrics"]["metrics"] == {"ok_ms": 1.5}
+    assert "an integer of 401 digits" in cell["message"]
+    json.loads((out / "results.json").read_text(), parse_constant=lambda c: pytest.fail(f"results.json holds {c}"))
+    facts = data["targets"][0]["facts"]  # the facts of the first pass are kept; the forged line parsed, not used
+    assert facts["isa"].startswith("rv64")
+    assert facts["extra"]["qemu"]
     html = (out / "index.html").read_text()
     assert "<script>window.__pwned" not in html
     ET.parse(out / "junit-debian-trixie-riscv64.xml")  # parses despite ]]> and control characters

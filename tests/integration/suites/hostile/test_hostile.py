@@ -48,3 +48,19 @@ def test_injection_in_names(evil):
 
 def test_after(metrics):
     metrics["still_running"] = True
+
+
+def test_forged_results_lines():
+    """Write straight into the results file: numbers no float holds, NaN metrics, facts of the wrong types."""
+    big = "1" + "0" * 400
+    case = '{"event": "case", "status": "passed", "name": "test_hostile.py::forged_'
+    lines = [
+        case + 'big_int_duration", "duration": ' + big + "}",
+        case + 'inf_duration", "duration": 1e999}',
+        case + 'metrics", "duration": 0.1, "metrics": {"nan_ms": NaN, "inf_ms": Infinity, "ninf_ms": -Infinity, '
+        '"big": ' + big + ', "ok_ms": 1.5}}',
+        '{"event": "facts", "facts": {"arch": ["riscv64"], "isa": 5, "packages": [1], "extra": "x", "kernel": null}}',
+        "[" * 100000,
+    ]
+    with open(os.environ["LEAPFROG_RESULTS"], "a", encoding="utf-8") as f:
+        f.write("".join(line + "\n" for line in lines))
