@@ -121,10 +121,12 @@ class CaseResult:
     known_issue: str = ""
     #: True when the case failed first and passed on a re-run.
     flaky: bool = False
+    #: ``{"class": ..., "evidence": {...}}`` set by :mod:`harness.triage`; None when not triaged.
+    triage: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # By hand, not dataclasses.asdict: this runs once per case (200,000 in a big merge).
-        return {
+        out: dict[str, Any] = {
             "name": self.name,
             "status": self.status.value,
             "duration": self.duration,
@@ -134,6 +136,9 @@ class CaseResult:
             "known_issue": self.known_issue,
             "flaky": self.flaky,
         }
+        if self.triage is not None:
+            out["triage"] = self.triage
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> CaseResult:
@@ -151,6 +156,8 @@ class CaseResult:
             metrics=metrics,
             known_issue=str(d.get("known_issue", "")),
             flaky=bool(d.get("flaky", False)),
+            # Recomputed from the run whenever a report is rendered (harness.triage).
+            triage=d["triage"] if isinstance(d.get("triage"), dict) else None,
         )
 
 
