@@ -84,6 +84,29 @@ def test_hostile_suite(private_cache: Path, tmp_path: Path) -> None:
     no_leftovers(private_cache)
 
 
+def test_results_file_replaced_by_a_fifo_is_refused(private_cache: Path, tmp_path: Path) -> None:
+    """The chroot's results file swapped for a FIFO: read from the host without blocking, refused, and the
+    cell (only) is infra-error; the report is complete."""
+    out = tmp_path / "r"
+    done = subprocess.run(
+        leapfrog_argv("run", "-t", "debian-trixie-riscv64", "-s", "replaced", "--out", str(out), "--no-history"),
+        env=cache_env(private_cache),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    (cell,) = json.loads((out / "results.json").read_text())["cells"]
+    assert cell["verdict"] == "infra-error"
+    assert "is a FIFO (named pipe), not a regular file" in cell["message"]
+    assert cell["wall"] < 120
+    ET.parse(out / "junit-debian-trixie-riscv64.xml")
+    assert (out / "index.html").exists()
+    no_leftovers(private_cache)
+
+
 def test_interrupt_keeps_results_and_resume_finishes(private_cache: Path, tmp_path: Path) -> None:
     out = tmp_path / "r"
     proc = subprocess.Popen(
