@@ -33,7 +33,7 @@ def probe_facts(target: Target, packages: list[str] | None = None, *, timeout: f
         )
     try:
         data = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError) as e:
+    except (ValueError, IndexError, RecursionError) as e:  # RecursionError: "[[[[..." deeper than the parser goes
         raise TargetError(f"target {target.name}: facts script printed no JSON: {done.stdout[:500]!r}") from e
     facts = TargetFacts.from_dict(data)
     facts.emulation = target.emulation

@@ -22,6 +22,7 @@ import harness.report
 from harness import cli
 from harness import runner as runner_mod
 from harness.config import TargetConfig, load_suite
+from harness.errors import TargetError
 from harness.model import CaseResult, CellResult, Run, Status, TargetFacts, TargetInfo, Verdict
 from harness.plan import make_plan
 from harness.report import ReportError, render_all
@@ -180,6 +181,36 @@ def test_any_json_ish_lines_parse_to_finite_typed_results(lines: list[str]) -> N
         facts = TargetFacts.from_dict(out.facts)
         facts.extra["x"] = "y"
         json.dumps(facts.to_dict(), allow_nan=False)
+
+
+class ForgedFactsTarget(NativeTarget):
+    """A target whose Python answers the facts script with ``self.answer``."""
+
+    answer = ""
+
+    def run(
+        self, argv: list[str], *, timeout: float, env: dict[str, str] | None = None, cwd: str | None = None
+    ) -> Completed:
+        if argv[0] == self.config.python:
+            return Completed(argv, 0, None, self.answer, "", 0.1)
+        return super().run(argv, timeout=timeout, env=env, cwd=cwd)
+
+
+def test_facts_nested_past_the_parser_are_a_target_error(native_config: TargetConfig) -> None:
+    target = ForgedFactsTarget(native_config)
+    target.answer = "[" * 100_000 + "\n"
+    with pytest.raises(TargetError, match="facts script printed no JSON"):
+        target.facts()
+
+
+@pytest.mark.parametrize("answer", ["[1, 2]", '{"extra": "x", "packages": [1], "arch": {}}', "null"])
+def test_facts_script_output_of_any_shape_gives_typed_facts(native_config: TargetConfig, answer: str) -> None:
+    target = ForgedFactsTarget(native_config)
+    target.answer = answer + "\n"
+    facts = target.facts()
+    assert facts.extra.get("host")  # enrich_facts worked on the coerced table
+    assert facts.packages == {}
+    assert facts.arch == ""
 
 
 # ------------------------------------------------------------------ the file itself
