@@ -53,6 +53,10 @@ def render_all(run: Run, out: Path, **html_options: Any) -> list[Path]:
     """
     failed: list[tuple[str, BaseException]] = []
     written: list[Path] = []
+    try:
+        _triage(run, out)
+    except Exception as e:  # the JUnit XML and HTML are still written, without triage
+        failed.append(("the triage", e))
     child = _start_junit_process(run, out) if run.case_count() >= PARALLEL_FROM else None
     if child is None:
         try:
@@ -75,6 +79,16 @@ def render_all(run: Run, out: Path, **html_options: Any) -> list[Path]:
     if failed:
         raise _report_error(out, failed, written)
     return written
+
+
+def _triage(run: Run, out: Path) -> None:
+    """Triage every case (a pure function of the run); keep ``out/results.json`` in step when it changed."""
+    from harness.triage import apply_triage  # not at the top: harness.triage imports harness.report.compare
+
+    if apply_triage(run) and (out / "results.json").is_file():
+        tmp = out / "results.json.tmp"
+        tmp.write_bytes(json.dumps(run.to_dict(), indent=1, ensure_ascii=False).encode("utf-8", "replace"))
+        tmp.replace(out / "results.json")
 
 
 def _report_error(out: Path, failed: list[tuple[str, BaseException]], written: list[Path]) -> ReportError:

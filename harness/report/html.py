@@ -30,7 +30,7 @@ from harness.images.cache import cache_root
 from harness.model import Metric, Run
 from harness.report import charts as _charts
 from harness.report.types import Comparison, RunSummary
-from harness.report.view import Report, build, change_kinds, target_colors
+from harness.report.view import Report, build, change_kinds, target_colors, triage_view
 
 #: Cases a run may have and still be shown on one page.
 INLINE_MAX_CASES: Final = 2000
@@ -113,6 +113,7 @@ def render_html(
     if report.total_cases > inline_max_cases:
         report.paginate(max(1, page_size))
     report.changes = change_kinds(report)
+    report.triage = triage_view(report)
     env = _env()
     out.mkdir(parents=True, exist_ok=True)
     if report.split:

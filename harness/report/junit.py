@@ -16,12 +16,20 @@ xfailed   ``<skipped type="xfailed">``
 
 A cell that never ran its cases (``infra-error``, ``not-run``) becomes one
 ``<testcase name="(cell)">`` with an ``<error>`` so CI sees it.
+
+A case with a triage (:mod:`harness.triage`) carries it in the testcase's own
+``<properties>``: ``leapfrog.triage`` is the class (``target-only``, ``slow``,
+…) and ``leapfrog.triage.evidence`` the evidence as JSON (left out past
+:data:`MAX_EVIDENCE` characters).
 """
 
 from __future__ import annotations
 
+import json
 import re
+import xml.etree.ElementTree as ET
 from pathlib import Path
+from typing import Any
 
 from junit_xml import TestCase, TestSuite, to_xml_report_string
 
@@ -31,6 +39,8 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 # Characters XML 1.0 cannot carry at all (even escaped): C0 controls but tab, LF,
 # CR; lone surrogates; U+FFFE/U+FFFF.
 _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+#: Characters of a case's triage evidence (JSON) kept as a property.
+MAX_EVIDENCE = 8000
 
 
 def xml_safe(text: str) -> str:
@@ -44,7 +54,40 @@ def junit_filename(target: str) -> str:
     return f"junit-{_SAFE_NAME.sub('_', target)}.xml"
 
 
-def suites_for_target(run: Run, target: str) -> list[TestSuite]:
+class CaseProperties:
+    """A junit-xml ``TestSuite`` whose ``<testcase>`` elements get ``<properties>`` (junit-xml has none per case).
+
+    ``to_xml_report_string`` only calls ``build_xml_doc``: this wraps it.
+    """
+
+    def __init__(self, suite: Any, properties: list[dict[str, str]]) -> None:
+        self.suite = suite
+        self.properties = properties  # one table per test case, in order; {} for none
+
+    def build_xml_doc(self, encoding: str | None = None) -> ET.Element:
+        element: ET.Element = self.suite.build_xml_doc(encoding=encoding)
+        if any(self.properties):
+            for case, props in zip(element.findall("testcase"), self.properties, strict=True):
+                if props:
+                    holder = ET.Element("properties")
+                    for name, value in props.items():
+                        ET.SubElement(holder, "property", {"name": name, "value": value})
+                    case.insert(0, holder)
+        return element
+
+
+def triage_properties(triage: dict[str, Any] | None) -> dict[str, str]:
+    """The testcase properties of a triage: its class, and its evidence as JSON when short enough."""
+    if not triage:
+        return {}
+    props = {"leapfrog.triage": xml_safe(str(triage.get("class", "")))}
+    evidence = json.dumps(triage.get("evidence", {}), ensure_ascii=False, sort_keys=True)
+    if len(evidence) <= MAX_EVIDENCE:
+        props["leapfrog.triage.evidence"] = xml_safe(evidence)
+    return props
+
+
+def suites_for_target(run: Run, target: str) -> list[CaseProperties]:
     info = run.target(target)
     props: dict[str, str] = {"leapfrog.run_id": run.run_id, "leapfrog.target": target}
     if info and info.facts:
@@ -69,6 +112,7 @@ def suites_for_target(run: Run, target: str) -> list[TestSuite]:
             continue
         classname = f"{target}.{cell.suite}"
         cases = []
+        case_props: list[dict[str, str]] = []
         for c in cell.cases:
             message = xml_safe(c.message)
             tc = TestCase(
@@ -91,6 +135,7 @@ def suites_for_target(run: Run, target: str) -> list[TestSuite]:
             elif c.status is Status.XFAILED:
                 tc.add_skipped_info(message=f"xfailed: {message[:500]}")
             cases.append(tc)
+            case_props.append(triage_properties(c.triage))
         if cell.verdict in (Verdict.INFRA_ERROR, Verdict.NOT_RUN) and not cell.cases:
             tc = TestCase(name="(cell)", classname=classname, elapsed_sec=cell.wall)
             tc.add_error_info(
@@ -99,7 +144,9 @@ def suites_for_target(run: Run, target: str) -> list[TestSuite]:
                 error_type=cell.verdict.value,
             )
             cases.append(tc)
-        out.append(TestSuite(name=classname, test_cases=cases, properties=props, timestamp=run.started))
+            case_props.append({})
+        suite = TestSuite(name=classname, test_cases=cases, properties=props, timestamp=run.started)
+        out.append(CaseProperties(suite, case_props))
     return out
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.model import CaseResult, CellResult, Run, Status, TargetInfo, Verdict
+from harness.model import CaseResult, CellResult, Run, Status, TargetFacts, TargetInfo, Verdict
 from harness.report import render_all
 from harness.report.html import render_html
 from harness.report.types import RunSummary
@@ -385,15 +385,111 @@ def test_large_runs_write_junit_in_a_forked_process_with_the_same_bytes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from harness import report
-    from harness.report.junit import write_junit
 
     run = sample_run()
     serial = tmp_path / "serial"
     serial.mkdir()
-    expected = {p.name: p.read_bytes() for p in write_junit(run, serial)}
+    expected = {p.name: p.read_bytes() for p in render_all(run, serial) if p.suffix == ".xml"}  # triaged, serial
     monkeypatch.setattr(report, "PARALLEL_FROM", 1)
     forked = tmp_path / "forked"
     forked.mkdir()
     written = render_all(run, forked)
     assert {p.name: p.read_bytes() for p in written if p.suffix == ".xml"} == expected
     assert forked / "index.html" in written
+
+
+# --------------------------------------------------------------------------- triage
+
+
+def test_triage_is_the_first_section_after_the_summary(tmp_path: Path) -> None:
+    run = sample_run()
+    render_all(run, tmp_path)
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    page = Page(html)
+    assert "triage" in page.ids
+    assert html.index('id="summary"') < html.index('id="triage"') < html.index('id="matrix"')
+    assert '<a href="#triage">Triage</a>' in html
+    # Counts by class: SIGILL under emulation is emulator-suspect, the numpy failure target-only.
+    counts = re.findall(
+        r'<span class="badge t-([a-z-]+)">[a-z-]+</span></td><td class="num" data-l="cases">(\d+)', html
+    )
+    assert dict(counts) == {"emulator-suspect": "3", "target-only": "6"}
+    # Target-only failures beside the baseline's result, linked to their rows.
+    section = html[html.index('id="target-only"') : html.index('id="matrix"')]
+    assert "test_onnxruntime.py::test_case_06" in section
+    assert "passed in " in section
+    assert "line 1: <code>E   assert 0.93 &gt; 0.98</code>" in section
+    for href in Page(section).hrefs():
+        assert href.lstrip("#") in page.ids
+
+
+def test_target_only_rows_show_the_packages_that_differ(tmp_path: Path) -> None:
+    run = Run(
+        "r",
+        "2026-11-29T00:00:00+00:00",
+        baseline="native",
+        targets=[
+            TargetInfo("native", "native", facts=TargetFacts(emulation="native", packages={"numpy": "2.3.1"})),
+            TargetInfo("rv", "chroot", facts=TargetFacts(emulation="qemu-user", packages={"numpy": "2.2.4"})),
+        ],
+        cells=[
+            CellResult("native", "s", Verdict.COMPATIBLE, [CaseResult("t::a", Status.PASSED, 0.25)]),
+            CellResult("rv", "s", Verdict.INCOMPATIBLE, [CaseResult("t::a", Status.FAILED, 2.0, message="E  wrong")]),
+        ],
+    )
+    render_all(run, tmp_path)
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    section = html[html.index('id="target-only"') : html.index('id="matrix"')]
+    assert "passed in 250 ms" in section
+    assert "<code>numpy</code> 2.2.4 vs 2.3.1" in section
+
+
+def test_no_failure_no_triage_section(tmp_path: Path) -> None:
+    run = Run(
+        "r",
+        "2026-11-29T00:00:00+00:00",
+        baseline="native",
+        targets=[TargetInfo("native", "native"), TargetInfo("rv", "chroot")],
+        cells=[
+            CellResult("native", "s", Verdict.COMPATIBLE, [CaseResult("t::a", Status.PASSED, 0.1)]),
+            CellResult("rv", "s", Verdict.COMPATIBLE, [CaseResult("t::a", Status.PASSED, 1.0)]),
+        ],
+    )
+    render_all(run, tmp_path)
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert 'id="triage"' not in html
+    assert "#triage" not in html
+
+
+def test_triage_evidence_is_escaped(tmp_path: Path) -> None:
+    run = hostile_run()
+    for cell in run.cells:
+        for case in cell.cases:
+            if cell.target == "native":
+                case.status, case.message = Status.PASSED, f"{EVIL} baseline"
+            else:
+                case.message = f"{EVIL} target"
+    # A forged triage whose class is not a word must not become markup either.
+    run.cells[1].cases[-1].triage = {"class": EVIL, "evidence": {"packages": {EVIL: EVIL}}}
+    written = render_all(run, tmp_path)
+    html = (tmp_path / "index.html").read_text(encoding="utf-8")
+    assert_safe(html, allowed_links={"https://example.org/i/1"})
+    section = html[html.index('id="triage"') : html.index('id="matrix"')]
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in section
+    assert "target-only" in section
+    assert tmp_path / "index.html" in written
+
+
+def test_render_all_triages_and_keeps_results_json_in_step(tmp_path: Path) -> None:
+    import json
+
+    run = sample_run()
+    (tmp_path / "results.json").write_text(json.dumps(run.to_dict()))
+    render_all(run, tmp_path)
+    data = json.loads((tmp_path / "results.json").read_text())
+    classes = [c["triage"]["class"] for cell in data["cells"] for c in cell["cases"] if "triage" in c]
+    assert sorted(set(classes)) == ["emulator-suspect", "target-only"]
+    assert all(cell["target"] != "native" or "triage" not in c for cell in data["cells"] for c in cell["cases"])
+    before = (tmp_path / "results.json").stat().st_mtime_ns
+    render_all(run, tmp_path)  # nothing changed: results.json is left alone
+    assert (tmp_path / "results.json").stat().st_mtime_ns == before

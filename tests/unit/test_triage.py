@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
+import junitparser
 import pytest
 
 from harness.errors import ConfigError
 from harness.model import CaseResult, CellResult, Run, Status, TargetFacts, TargetInfo, Verdict
+from harness.report import render_all
 from harness.triage import (
     BASELINE_ONLY,
     CLASSES,
@@ -390,3 +394,35 @@ def test_package_differences() -> None:
         "torch": {"target": "2.6.0", "baseline": ""},
     }
     assert package_differences(a, TargetInfo("c", "chroot")) == {}
+
+
+# --------------------------------------------------------------------------- JUnit
+
+
+def test_junit_carries_the_class_as_a_testcase_property(tmp_path: Path) -> None:
+    run = make_run([ok("t::a"), ok("t::b"), bad("t::c")], [bad("t::a", message="E  wrong"), ok("t::b"), ok("t::c")])
+    render_all(run, tmp_path)
+    root = ET.parse(tmp_path / "junit-rv.xml").getroot()
+    props = {
+        case.get("name"): {p.get("name", ""): p.get("value", "") for p in case.iterfind("properties/property")}
+        for case in root.iter("testcase")
+    }
+    assert props["t::a"]["leapfrog.triage"] == "target-only"
+    evidence = json.loads(props["t::a"]["leapfrog.triage.evidence"])
+    assert evidence["baseline_status"] == "passed"
+    assert evidence["first_difference"]["target"] == "E  wrong"
+    assert props["t::b"] == {}
+    assert props["t::c"]["leapfrog.triage"] == "baseline-only"
+    (suite,) = list(junitparser.JUnitXml.fromfile(str(tmp_path / "junit-rv.xml")))  # still read by a consumer
+    assert (suite.tests, suite.failures) == (3, 1)
+    assert {p.get("name") for p in root.iterfind("testsuite/properties/property")} >= {"leapfrog.run_id", "arch"}
+    native = ET.parse(tmp_path / "junit-native.xml").getroot()
+    assert native.find(".//testcase/properties") is None  # the baseline's cases have no triage
+
+
+def test_long_evidence_keeps_the_class_and_drops_the_json() -> None:
+    from harness.report.junit import MAX_EVIDENCE, triage_properties
+
+    props = triage_properties({"class": "target-only", "evidence": {"x": "y" * MAX_EVIDENCE}})
+    assert props == {"leapfrog.triage": "target-only"}
+    assert triage_properties(None) == {}
