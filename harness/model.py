@@ -16,9 +16,10 @@ SCHEMA_VERSION = 1
 
 Metric = int | float | str | bool
 
-#: Numbers from a target are kept only when finite and below this magnitude
-#: (int64 range): sums, ratios, charts and the SQLite history then stay finite.
-MAX_MAGNITUDE = float(1 << 63)
+#: Numbers from a target are kept only when finite and at most this magnitude
+#: (the whole int64 and uint64 range, so INT64_MIN and UINT64_MAX are kept):
+#: sums, ratios, charts and the SQLite history then stay finite.
+MAX_MAGNITUDE = float(1 << 64)
 #: A case duration above this (about 31 years) is not a real measurement.
 MAX_DURATION = 1e9
 #: Bounds on facts a target reports about itself (it is untrusted).
@@ -27,7 +28,7 @@ MAX_FACT_ITEMS = 500
 
 
 def finite(value: object, limit: float = MAX_MAGNITUDE) -> int | float | None:
-    """``value`` when it is a finite int or float of magnitude below ``limit``, else None.
+    """``value`` when it is a finite int or float of magnitude at most ``limit``, else None.
 
     Booleans are not numbers here.  An int too large for a float (``1`` and 400
     zeros) is refused without converting it, so it never raises OverflowError.
@@ -35,8 +36,8 @@ def finite(value: object, limit: float = MAX_MAGNITUDE) -> int | float | None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
     if isinstance(value, int):
-        return value if -limit < value < limit else None
-    return value if math.isfinite(value) and -limit < value < limit else None
+        return value if -limit <= value <= limit else None
+    return value if math.isfinite(value) and -limit <= value <= limit else None
 
 
 def clean_duration(value: object) -> float | None:

@@ -81,7 +81,7 @@ def test_hostile_lines_are_parsed_or_skipped_never_raised() -> None:
     for name in ("big_int_duration", "inf_duration", "nan_duration", "neg_inf_duration", "string_inf_duration"):
         assert got[f"t.py::{name}"].duration == 0.0, name
     metrics = got["t.py::odd_metrics"].metrics
-    # NaN, the infinities, a 400-digit int and numbers past the int64 range are dropped; the rest kept.
+    # NaN, the infinities, a 400-digit int and numbers past the uint64 range are dropped; the rest kept.
     assert metrics == {"ok_ms": 2.5, "n": 3, "flag": True, "nested": "{'a': [1]}", "none": "None", "text": "fine"}
     assert all(not isinstance(v, float) or math.isfinite(v) for c in out.cases for v in c.metrics.values())
     assert got["t.py::odd_status"].status is Status.ERROR
@@ -100,6 +100,15 @@ def test_hostile_lines_are_parsed_or_skipped_never_raised() -> None:
     assert facts.packages == {}
     assert facts.extra == {}
     assert facts.python == ""
+
+
+def test_int64_and_uint64_extremes_are_kept() -> None:
+    """INT64_MIN is what x86 gives for a NaN cast to int: the very difference the platform suite records."""
+    line = {"event": "case", "name": "t.py::test_cast", "status": "passed", "duration": 0.1,
+            "metrics": {"int64_min": -(2**63), "int64_max": 2**63 - 1, "uint64_max": 2**64 - 1, "too_big": 2**64 + 1}}
+    out = parse_probe_lines([json.dumps(line)])
+    metrics = out.cases[0].metrics
+    assert metrics == {"int64_min": -(2**63), "int64_max": 2**63 - 1, "uint64_max": 2**64 - 1}
 
 
 def test_facts_of_any_shape_become_typed_fields() -> None:
@@ -175,7 +184,7 @@ def test_any_json_ish_lines_parse_to_finite_typed_results(lines: list[str]) -> N
             assert isinstance(v, (bool, int, float, str))
             if isinstance(v, (int, float)) and not isinstance(v, bool):
                 assert math.isfinite(v)
-                assert abs(v) < 2**63
+                assert abs(v) <= 2**64
         json.dumps(c.to_dict(), allow_nan=False)  # strict JSON: no NaN or Infinity written
     if out.facts is not None:
         facts = TargetFacts.from_dict(out.facts)
