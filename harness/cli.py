@@ -2,7 +2,8 @@
 
 Exit codes (stable, documented in the README):
 0  every cell ran and nothing failed
-1  a case failed (or a cell is partial/incompatible)
+1  a failure whose triage class is in --fail-on (default: every class but everywhere
+   and infra), a flaky case, or a cell that ran no case; known issues never count
 2  usage, configuration or infrastructure error (including infra-error cells)
 130 interrupted (Ctrl-C); results so far are on disk and the report is rendered
 """
@@ -15,7 +16,7 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -199,6 +200,13 @@ def _runnable_default(p: Project) -> list[str]:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Finish an interrupted run in this report folder (cells already finished are kept).",
 )
+@click.option(
+    "--fail-on",
+    "fail_on",
+    metavar="CLASSES",
+    help="Triage classes that make the exit code 1 (comma list, or all) "
+    "[slow,emulator-suspect,target-only,unknown,baseline-only: all but everywhere and infra].",
+)
 @click.pass_obj
 def run(
     obj: Ctx,
@@ -214,9 +222,13 @@ def run(
     db: Path | None,
     no_history: bool,
     resume: Path | None,
+    fail_on: str | None,
 ) -> None:
     """Run suites on targets and write results.json, JUnit XML and index.html."""
     from harness import known_issues as ki
+    from harness.triage import DEFAULT_FAIL_ON, parse_classes
+
+    fail_classes = parse_classes(fail_on) if fail_on is not None else DEFAULT_FAIL_ON
     from harness.plan import Shard, make_plan
     from harness.report import load_run
     from harness.runner import Runner, RunOptions
@@ -267,7 +279,7 @@ def run(
         interrupted = True
     if interrupted:
         console.print(f"resume with: leapfrog run --resume {out_dir}")
-    sys.exit(EXIT_INTERRUPTED if interrupted else exit_code(result))
+    sys.exit(EXIT_INTERRUPTED if interrupted else exit_code(result, fail_classes))
 
 
 def _try_project(obj: Ctx) -> Project | None:
@@ -336,17 +348,21 @@ def _render(run: Run, out_dir: Path, **kw: Any) -> list[Path]:
     return render_all(run, out_dir, **kw)
 
 
-def exit_code(run: Run) -> int:
-    """2 for infrastructure errors, 1 for failures no known issue explains, else 0."""
+def exit_code(run: Run, fail_on: Collection[str] | None = None) -> int:
+    """2 for infrastructure errors; 1 for failures no known issue explains, else 0.
+
+    Which failures count is :func:`harness.triage.failing`: a triaged case when
+    its class is in ``fail_on`` (default: every class but everywhere and infra).
+    """
+    from harness.triage import DEFAULT_FAIL_ON, failing
+
     verdicts = {c.verdict for c in run.cells}
     if Verdict.INFRA_ERROR in verdicts:
         return EXIT_ERROR
     for c in run.cells:
         if c.verdict is Verdict.INCOMPATIBLE and not c.cases:
             return EXIT_FAIL
-        if any((k.status.is_bad or k.flaky) and not k.known_issue for k in c.cases):
-            return EXIT_FAIL
-    return EXIT_OK
+    return EXIT_FAIL if failing(run, DEFAULT_FAIL_ON if fail_on is None else fail_on) else EXIT_OK
 
 
 def _print_changes(comparison: Comparison) -> None:
@@ -424,6 +440,11 @@ def _summary(run: Run, wall: float) -> None:
             markup=False,
             highlight=False,
         )
+    from harness.triage import counts_text, triage_counts
+
+    triaged = counts_text(triage_counts(run))
+    if triaged:
+        out.print(f"triage: {triaged}", markup=False, highlight=False)
     out.print(f"total wall time {wall:.1f}s")
 
 

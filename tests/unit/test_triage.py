@@ -426,3 +426,55 @@ def test_long_evidence_keeps_the_class_and_drops_the_json() -> None:
     props = triage_properties({"class": "target-only", "evidence": {"x": "y" * MAX_EVIDENCE}})
     assert props == {"leapfrog.triage": "target-only"}
     assert triage_properties(None) == {}
+
+
+# --------------------------------------------------------------------------- the CLI
+
+
+def test_run_prints_counts_and_fail_on_decides_exit_1(tmp_path: Path, write_suite) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from harness.cli import exit_code, main
+    from harness.report import load_run
+
+    write_suite(
+        "mini",
+        {
+            "test_m.py": """\
+                import os
+
+                def test_both():
+                    assert os.environ["LEAPFROG_TARGET"] == "nowhere"
+
+                def test_other_only():
+                    assert os.environ["LEAPFROG_TARGET"] == "native"
+                """
+        },
+    )
+    (tmp_path / "targets").mkdir()
+    for name in ("native", "other"):
+        (tmp_path / "targets" / f"{name}.toml").write_text('kind = "native"\n')
+    out = tmp_path / "out"
+    argv = ["--root", str(tmp_path), "run", "-t", "native,other", "-s", "mini", "--out", str(out), "--no-history"]
+    r = CliRunner().invoke(main, argv)
+    assert r.exit_code == 1, r.output  # target-only is in the default --fail-on
+    assert "triage: 1 everywhere · 1 target-only" in r.output
+    data = json.loads((out / "results.json").read_text())
+    triaged = {c["name"]: c["triage"]["class"] for cell in data["cells"] for c in cell["cases"] if "triage" in c}
+    assert triaged == {"test_m.py::test_both": "everywhere", "test_m.py::test_other_only": "target-only"}
+    run = load_run(out)
+    assert exit_code(run, parse_classes("slow,unknown")) == 0
+    assert exit_code(run, parse_classes("everywhere")) == 1
+    run.cells[1].cases[1].known_issue = "expected on other"
+    assert exit_code(run) == 0  # what is left fails everywhere: not the port's doing
+    r = CliRunner().invoke(main, [*argv, "--fail-on", "target_only"])
+    assert r.exit_code == 2
+    assert "no triage class 'target_only'" in r.output
+
+
+def test_fail_on_help_names_the_default() -> None:
+    from harness.cli import run
+
+    (option,) = [p for p in run.params if p.name == "fail_on"]
+    default = ",".join(c for c in CLASSES if c in DEFAULT_FAIL_ON)
+    assert f"[{default}:" in (getattr(option, "help", "") or "")
