@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
+import getpass
+import os
+import tempfile
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +15,31 @@ import pytest
 from harness.config import TargetConfig, load_project
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Unmount what a killed test run left in pytest's temp folders, before pytest cleans them.
+
+    pytest deletes its old numbered temp folders when a session first asks for
+    one.  A test run that was killed while a chroot was up leaves binds of the
+    host's /dev, /sys and /proc in there, and that deletion would go through
+    them.  As root, unmount them first (slave first, so nothing propagates);
+    if one will not go, stop the session rather than let pytest delete through it.
+    """
+    if os.geteuid() != 0:
+        return  # only root can have made the mounts
+    from harness.mounts import mounts_under, unmount_under
+
+    temp_root = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
+    if not mounts_under(temp_root):
+        return
+    left = unmount_under(temp_root)
+    if left:
+        pytest.exit(
+            f"mounts left in pytest's temp folders by an earlier run could not be removed: {', '.join(left)}; "
+            "unmount them by hand (umount -R -l PATH) before running the tests, so pytest never deletes through them.",
+            returncode=3,
+        )
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -133,3 +133,17 @@ def test_build_rootfs_stops_mmdebstrap_at_its_deadline(tmp_path: Path, monkeypat
     with pytest.raises(ImageError, match=r"did not finish building Debian trixie riscv64 .* within 0\.5 s"):
         debian.build_rootfs("trixie", "riscv64", "http://deb.debian.org/debian", ["python3"], tmp_path / "root")
     assert time.monotonic() - start < 20
+
+
+def test_a_package_missing_from_the_archive_is_named_with_the_fix(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = "echo 'I: running apt-get install...'; echo 'E: Unable to locate package python3-nope'; exit 25"
+    _fake_tools(tmp_path, monkeypatch, body)
+    dest = tmp_path / "root"
+    with pytest.raises(ImageError) as err:
+        debian.build_rootfs("trixie", "riscv64", "http://deb.debian.org/debian", ["python3-nope"], dest)
+    first = str(err.value).splitlines()[0]
+    assert 'package "python3-nope" is not available in Debian trixie for riscv64' in first
+    assert "[packages] debian list" in first
+    assert not dest.exists()  # the half-built folder is removed
