@@ -448,6 +448,67 @@ def _summary(run: Run, wall: float) -> None:
     out.print(f"total wall time {wall:.1f}s")
 
 
+# ------------------------------------------------------------------ repro
+
+
+@main.command()
+@click.argument("run_dir", metavar="RUN_DIR", type=click.Path(file_okay=False, path_type=Path))
+@click.argument("case")
+@click.option("--target", "-t", "target_name", help="The target the case ran on [the one where it failed].")
+@click.option("--suite", "-s", "suite_name", help="The suite of the case, when several hold that name.")
+@click.option("--shell", is_flag=True, help="Open a shell in the target at the suite's folder instead.")
+@click.option("--case-timeout", type=click.FloatRange(min=1), help="Seconds for the case [as in the run].")
+@click.pass_obj
+def repro(
+    obj: Ctx,
+    run_dir: Path,
+    case: str,
+    target_name: str | None,
+    suite_name: str | None,
+    shell: bool,
+    case_timeout: float | None,
+) -> None:
+    """Run CASE of the report in RUN_DIR again, where it ran, with its whole output.
+
+    The target starts as in the run (its target file, the run's suites, the
+    image recorded in results.json); pytest runs only CASE, its output
+    streamed without a size bound; the target is stopped afterwards, also on
+    Ctrl-C.  The last line is the command that does it again.  --shell opens
+    an interactive shell there instead (stdin may be a pipe).
+
+    Exit 0 when the case passes now, 1 when it fails, 2 when it cannot run.
+    """
+    from harness import repro as rp
+
+    run = rp.load_results(run_dir)
+    where = str(run_dir / "results.json")
+    pick = rp.pick_case(run, case, target=target_name, suite=suite_name, where=where)
+    given = {"root": obj.root, "targets_dir": obj.targets_dir, "suites_dir": obj.suites_dir}
+    dirs = rp.project_dirs(run, given, where)
+    project = load_project(dirs["root"], targets_dir=dirs["targets_dir"], suites_dir=dirs["suites_dir"])
+    timeout = case_timeout or rp.recorded_case_timeout(run)
+    result = rp.reproduce(
+        project,
+        run,
+        pick,
+        shell=shell,
+        case_timeout=timeout,
+        say=lambda m: console.print(f"  {printable(m)}", markup=False, highlight=False),
+    )
+    console.print(f"repro: {result.message} on {pick.target}", markup=False, highlight=False)
+    options = [
+        word
+        for flag, value in (("--root", obj.root), ("--targets-dir", obj.targets_dir), ("--suites-dir", obj.suites_dir))
+        if value is not None
+        for word in (flag, str(value.resolve()))
+    ]
+    again = rp.repro_command(
+        run_dir.resolve(), pick.target, pick.suite, pick.case, shell=shell, case_timeout=case_timeout, options=options
+    )
+    out.print(f"again: {again}", markup=False, highlight=False)
+    sys.exit(result.exit)
+
+
 # ------------------------------------------------------------------ history
 
 

@@ -286,6 +286,10 @@ class TargetInfo:
     arch: str = ""  # declared architecture (facts.arch is the measured one)
     facts: TargetFacts | None = None
     error: str = ""  # why it could not start, if it could not
+    #: The image the started target ran, as the host saw it (``Target.image_id``):
+    #: a cached image's name for chroot, the Docker image reference; "" when none.
+    #: ``leapfrog repro`` starts the same one.
+    image: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -295,6 +299,7 @@ class TargetInfo:
             "arch": self.arch,
             "facts": self.facts.to_dict() if self.facts else None,
             "error": self.error,
+            "image": self.image,
         }
 
     @classmethod
@@ -307,6 +312,7 @@ class TargetInfo:
             arch=str(d.get("arch", "")),
             facts=TargetFacts.from_dict(facts) if facts else None,
             error=str(d.get("error", "")),
+            image=str(d.get("image", ""))[:1000],
         )
 
 

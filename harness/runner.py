@@ -422,7 +422,12 @@ class CellRunner:
             with contextlib.suppress(TargetError):
                 t.remove_tree(base)
 
-    def _run_in(self, base: str, start: float, deadline: float) -> CellResult:
+    def prepare(self, base: str) -> tuple[list[str], dict[str, str]]:
+        """Put the suite and the probe in ``base`` of the target; return pytest's argv and environment.
+
+        The argv's last item is the suite folder (``{base}/suite``): replace it
+        with node ids under it to run only those (``leapfrog repro`` does).
+        """
         suite = self.cell.suite
         t = self.where
         t.put(suite.path, f"{base}/suite")
@@ -469,6 +474,13 @@ class CellRunner:
             f"{base}/suite",
             f"{base}/suite",
         ]
+        return argv, env
+
+    def _run_in(self, base: str, start: float, deadline: float) -> CellResult:
+        suite = self.cell.suite
+        t = self.where
+        argv, env = self.prepare(base)
+        case_timeout = self.options.case_timeout or suite.case_timeout
         done: dict[str, CaseResult] = {}
         log_parts: list[str] = []
         message = ""
@@ -943,6 +955,7 @@ class Runner:
                         )
                     )
                 return
+            info.image = target.image_id
             self._set_facts(name, facts)
             try:
                 while pending and not self._cancelled.is_set():

@@ -114,6 +114,11 @@ def render_html(
         report.paginate(max(1, page_size))
     report.changes = change_kinds(report)
     report.triage = triage_view(report)
+    from harness.repro import repro_command
+
+    for f in report.triage.target_only:
+        case = f.cell.cell.cases[f.row.case_index].name
+        f.repro = repro_command(out.resolve(), f.cell.cell.target, f.cell.cell.suite, case)
     env = _env()
     out.mkdir(parents=True, exist_ok=True)
     if report.split:

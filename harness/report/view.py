@@ -706,6 +706,7 @@ class TriageRow:
     baseline: str  # "passed in 250 ms"
     difference: tuple[str, str, str] | None  # (line number, target's line, baseline's line)
     packages: list[tuple[str, str, str]]  # (package, target's version, baseline's version)
+    repro: str = ""  # the `leapfrog repro` line that runs the case again (set by render_html)
 
 
 @dataclasses.dataclass

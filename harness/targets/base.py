@@ -85,6 +85,10 @@ class Target(abc.ABC):
         #: Ports the run's suites serve on inside the target (suite.toml ``ports``):
         #: a backend that isolates the network (docker) opens exactly these.
         self.requested_ports: list[int] = []
+        #: The image this target runs once started (set by ``start()``): a cached
+        #: image's name, a Docker image reference; "" when it runs no image.
+        #: Recorded in results.json so ``leapfrog repro`` starts the same one.
+        self.image_id = ""
 
     @property
     def options(self) -> Options:

@@ -210,6 +210,8 @@ class ChrootTarget(Target):
         except mounts.MountError as e:
             raise TargetError(f"target {self.name}: an earlier run left mounts behind: {e}") from e
         self.lower = Path(os.path.realpath(self._rootfs()))
+        # A cached image is named by its folder (distro-release-arch-key); a given rootfs by its path.
+        self.image_id = str(self.lower) if self.options.rootfs else self.lower.parent.name
         self.workdir = self._make_workdir()
         root = self.workdir / "root"
         try:

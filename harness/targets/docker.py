@@ -652,6 +652,7 @@ class DockerTarget(Target):
         self._connect()
         with self._engine("prepare the image"):
             self.image_ref = self._image()
+        self.image_id = self.image_ref
         return self.image_ref
 
     def _image(self) -> str:
