@@ -21,7 +21,7 @@ from harness.plan import make_plan
 from harness.report import render_all
 from harness.runner import Runner, RunOptions
 from harness.targets.native import NativeTarget
-from tests.conftest import ROOT
+from tests.conftest import ROOT, with_options
 
 RV = "debian-trixie-riscv64"
 
@@ -294,3 +294,37 @@ def test_repro_refuses_a_folder_without_results(tmp_path: Path) -> None:
     done = leapfrog("repro", str(tmp_path), "t.py::x")
     assert done.returncode == 2
     assert "no results.json there" in done.stderr
+
+
+# ------------------------------------------------------------------ the commands other backends get
+
+
+def test_docker_attaches_with_docker_exec_in_the_suite_folder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness.config import load_project
+    from harness.targets.docker import DockerTarget
+
+    cfg = load_project(ROOT).targets["debian-trixie-riscv64-docker"]
+    target = DockerTarget(with_options(cfg, docker_host="ssh://u@h"))
+    target.container_id = "c0ffee"
+    seen: list[list[str]] = []
+
+    def fake_run(argv: list[str], **_kw: object) -> subprocess.CompletedProcess[str]:
+        seen.append(argv)
+        return subprocess.CompletedProcess(argv, 1)
+
+    monkeypatch.setattr(rp.shutil, "which", lambda _name: "/usr/bin/docker")
+    monkeypatch.setattr(rp.subprocess, "run", fake_run)
+    monkeypatch.setattr(rp.sys.stdin, "isatty", lambda: False)
+    env = {"LEAPFROG_TARGET": "x y"}
+    assert rp.attached(target, ["python3", "-m", "pytest", "a b"], env=env, cwd="/tmp/l/suite", interactive=False) == 1
+    assert rp.attached(target, ["/bin/sh"], env={}, cwd="/tmp/l/suite", interactive=True) == 1
+    docker = ["/usr/bin/docker", "-H", "ssh://u@h", "exec"]
+    assert seen == [
+        [*docker, "-w", "/tmp/l/suite", "-eLEAPFROG_TARGET=x y", "c0ffee", "python3", "-m", "pytest", "a b"],
+        [*docker, "-i", "-w", "/tmp/l/suite", "c0ffee", "/bin/sh"],
+    ]
+
+
+def test_ssh_runs_the_command_in_the_folder_with_its_environment_and_no_marker() -> None:
+    line = rp.ssh_command(["python3", "-m", "pytest", "a b"], env={"K": "v w"}, cwd="/tmp/x y")
+    assert line == "cd -- '/tmp/x y' && exec env -- 'K=v w' python3 -m pytest 'a b'"
