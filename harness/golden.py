@@ -15,9 +15,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from harness.config import SuiteConfig, TargetConfig
-from harness.errors import ConfigError, LeapfrogError
+from harness.errors import ConfigError, LeapfrogError, TargetError
 from harness.plan import make_plan
 from harness.targets import make_target
+from harness.targets._common import GET_LIMIT
 
 SCRIPT = "make_golden.py"
 SKIP_DIRS = {"__pycache__", ".pytest_cache"}
@@ -42,8 +43,14 @@ def regenerate(
     *,
     timeout: float = 3600,
     progress: Callable[[str], None] | None = None,
+    limit: int = GET_LIMIT,
 ) -> list[Path]:
-    """Run make_golden.py in the target; copy back what it wrote.  Returns the changed paths."""
+    """Run make_golden.py in the target; copy back what it wrote.  Returns the changed paths.
+
+    The suite folder comes back through ``get()`` by its one rule: links and
+    special files the script made are skipped, and a folder of more than
+    ``limit`` bytes is an error that changes nothing in the suite.
+    """
     if not (suite.path / SCRIPT).exists():
         raise ConfigError(f"{suite.path / SCRIPT}: suite {suite.name!r} has no golden script.")
     plan = make_plan([target_cfg], [suite])
@@ -61,7 +68,13 @@ def regenerate(
             )
         with tempfile.TemporaryDirectory(prefix="leapfrog-golden-") as tmp:
             back = Path(tmp) / "suite"
-            target.get(f"{base}/suite", back)
+            try:
+                target.get(f"{base}/suite", back, limit=limit)
+            except TargetError as e:
+                raise TargetError(
+                    f"{suite.path / SCRIPT} ran on {target_cfg.name}, but its suite folder could not be copied "
+                    f"back, so no golden file was changed: {e}"
+                ) from e
             changed = changed_files(suite.path, back)
             for rel in changed:
                 dest = suite.path / rel

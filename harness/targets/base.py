@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import TargetError
+from harness.targets._common import GET_LIMIT
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
@@ -115,11 +116,18 @@ class Target(abc.ABC):
         """Copy a file or folder from the host to ``remote`` in the target."""
 
     @abc.abstractmethod
-    def get(self, remote: str, local: Path) -> None:
+    def get(self, remote: str, local: Path, *, limit: int = GET_LIMIT) -> None:
         """Copy a file or folder from the target to ``local`` on the host.
 
-        Never writes outside ``local``; links and absolute or ``..`` member
-        names in an archive are refused.
+        What a target holds is untrusted, so every backend follows one rule
+        (:mod:`harness.targets._common`): ``remote`` must be a regular file or
+        a folder; a link, FIFO, socket or device there is a TargetError.
+        Inside a folder, regular files and folders are copied and links,
+        FIFOs, sockets and devices are skipped, never followed or read.  One
+        call copies at most ``limit`` bytes (all files together),
+        ``GET_MAX_ENTRIES`` files and folders and ``GET_MAX_DEPTH`` levels;
+        past a cap it is a TargetError naming the path and the cap.  Never
+        writes outside ``local``; absolute or ``..`` names are refused.
         """
 
     @abc.abstractmethod

@@ -42,7 +42,7 @@ from harness.errors import TargetError
 from harness.images.cache import cache_root
 from harness.model import TargetFacts
 from harness.mounts import mounts_under
-from harness.targets._common import probe_facts
+from harness.targets._common import GET_LIMIT, copy_out, probe_facts
 from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target
 
@@ -61,7 +61,7 @@ OWNER = "owner.json"
 #: A work folder without a lock file younger than this is being set up by a starting target.
 YOUNG_SECONDS = 60.0
 
-__all__ = ["ChrootTarget", "cleanup_stale", "copy_regular", "kill_rooted", "mounts_under", "pids_rooted_at", "runs_dir"]
+__all__ = ["ChrootTarget", "cleanup_stale", "kill_rooted", "mounts_under", "pids_rooted_at", "runs_dir"]
 
 
 def runs_dir() -> Path:
@@ -395,11 +395,25 @@ class ChrootTarget(Target):
         finally:
             os.close(parent)
 
-    def get(self, remote: str, local: Path) -> None:
-        src = self._inside(remote)
-        if src.is_symlink() or not src.exists():
-            raise TargetError(f'target {self.name}: "{remote}" is missing or a link; not copied.')
-        copy_regular(src, local)
+    def get(self, remote: str, local: Path, *, limit: int = GET_LIMIT) -> None:
+        """Copy back by the one rule (``Target.get``), read from the host side without following a link.
+
+        ``remote`` must be a regular file or a folder (a FIFO, socket, device
+        or link there is a TargetError, and a FIFO is never opened, so it
+        cannot block); inside a folder, links and special files are skipped.
+        At most ``limit`` bytes are copied.
+        """
+        parts = self._parts(remote)
+        try:
+            parent = self._open_dir(parts[:-1], remote, create=False)
+        except FileNotFoundError:
+            raise TargetError(f'target {self.name}: cannot copy "{remote}": its folder does not exist.') from None
+        try:
+            copy_out(parent, parts[-1], local, shown=remote, limit=limit)
+        except TargetError as e:
+            raise TargetError(f"target {self.name}: {e}") from e
+        finally:
+            os.close(parent)
 
     def local_path(self, remote: str) -> Path | None:
         return self._inside(remote)
@@ -480,19 +494,3 @@ def _put_dir(src: Path, parent: int, name: str) -> None:
                 _put_file(Path(entry.path), fd, entry.name)
     finally:
         os.close(fd)
-
-
-def copy_regular(src: Path, dest: Path) -> None:
-    """Copy files and folders only; links and special files inside are skipped."""
-    if src.is_file() and not src.is_symlink():
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dest)
-        return
-    dest.mkdir(parents=True, exist_ok=True)
-    for entry in os.scandir(src):
-        if entry.is_symlink():
-            continue
-        if entry.is_dir(follow_symlinks=False):
-            copy_regular(Path(entry.path), dest / entry.name)
-        elif entry.is_file(follow_symlinks=False):
-            shutil.copyfile(entry.path, dest / entry.name)

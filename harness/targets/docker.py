@@ -89,7 +89,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import ConfigError, TargetError
 from harness.model import TargetFacts
-from harness.targets._common import probe_facts, safe_extract
+from harness.targets._common import GET_LIMIT, CopyBudget, probe_facts, safe_extract, size_text
 from harness.targets._proc import BoundedBuffer
 from harness.targets.base import Completed, Target
 
@@ -382,24 +382,41 @@ def tar_for_put(local: Path, name: str, sink: Any) -> None:
         tar.add(str(local), arcname=name, recursive=True, filter=as_root)
 
 
-def extract_get(chunks: Iterable[bytes], top: str, local: Path) -> None:
+#: What a copy-back archive may hold on top of its files' bytes (tar headers), before it is refused unread.
+ARCHIVE_SLACK = 64 << 20
+
+
+def extract_get(chunks: Iterable[bytes], top: str, local: Path, *, shown: str = "", limit: int = GET_LIMIT) -> None:
     """Put what a ``get_archive`` stream holds under its top name ``top`` at ``local``.
 
-    The archive comes from an untrusted target: links, devices, absolute and
-    ``..`` names are refused (``safe_extract``), and nothing is written outside
-    ``local`` (the archive is unpacked in a private folder beside it first).
+    The archive comes from an untrusted target and follows the one rule of
+    ``Target.get`` (``safe_extract``): ``top`` must be a file or folder,
+    links, devices and FIFOs below it are skipped, absolute and ``..`` names
+    are refused, and nothing is written outside ``local`` (the archive is
+    unpacked in a private folder beside it first).  An archive of more than
+    ``limit`` bytes of files is a TargetError, and so is an archive of more
+    than ``limit`` + ``ARCHIVE_SLACK`` bytes, before the rest is read.
     """
+    budget = CopyBudget(shown or top, limit)
     local = local.absolute()
     local.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.SpooledTemporaryFile(max_size=64 << 20) as buf:
-        for chunk in chunks:
+        size = 0
+        for chunk in chunks:  # bounds what is spilled to disk; the files' own bytes are counted when unpacked
+            size += len(chunk)
+            if size > limit + ARCHIVE_SLACK:
+                raise TargetError(
+                    f'refusing to copy "{budget.shown}" from the target: the archive the engine sends is larger than '
+                    f"{size_text(limit + ARCHIVE_SLACK)} ({size_text(limit)} of files, the most one copy back takes, "
+                    f"and {size_text(ARCHIVE_SLACK)} of tar headers); have the suite write less there."
+                )
             buf.write(chunk)
         buf.seek(0)
         staging = Path(tempfile.mkdtemp(prefix=".leapfrog-get-", dir=local.parent))
         try:
             try:
                 with tarfile.open(fileobj=buf, mode="r:") as tar:
-                    safe_extract(tar, staging)
+                    safe_extract(tar, staging, top=top, budget=budget)
             except tarfile.TarError as e:
                 raise TargetError(f'the archive of "{top}" sent by the target is not a valid tar: {e}.') from e
             got = staging / top
@@ -1129,7 +1146,7 @@ class DockerTarget(Target):
                             f'target {self.name}: cannot make folder "{parent}": {mk.stderr.strip()[:300]}'
                         ) from e
 
-    def get(self, remote: str, local: Path) -> None:
+    def get(self, remote: str, local: Path, *, limit: int = GET_LIMIT) -> None:
         import docker.errors
 
         cid = self._require_container()
@@ -1138,7 +1155,7 @@ class DockerTarget(Target):
             with self._engine(f'copy "{path}" out of the container'):
                 stream, _stat = self.api.get_archive(cid, path)
                 try:
-                    extract_get(stream, posixpath.basename(path), local)
+                    extract_get(stream, posixpath.basename(path), local, shown=path, limit=limit)
                 except TargetError as e:
                     raise TargetError(f"target {self.name}: {e}") from e
         except TargetError as e:

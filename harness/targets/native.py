@@ -13,14 +13,13 @@ import dataclasses
 import os
 import platform
 import shutil
-import stat
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import TargetError
 from harness.model import TargetFacts
-from harness.targets._common import probe_facts
+from harness.targets._common import GET_LIMIT, copy_out, probe_facts
 from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target
 
@@ -66,19 +65,18 @@ class NativeTarget(Target):
     def put(self, local: Path, remote: str) -> None:
         _copy(local, Path(remote))
 
-    def get(self, remote: str, local: Path) -> None:
-        """Like every backend: a link, FIFO, socket or device at ``remote`` is refused, never followed or read."""
-        src = Path(remote)
+    def get(self, remote: str, local: Path, *, limit: int = GET_LIMIT) -> None:
+        """Like every backend (see ``Target.get``): a link, FIFO, socket or device at ``remote`` is refused,
+        inside a folder they are skipped; at most ``limit`` bytes are copied."""
+        src = Path(os.path.abspath(remote))
         try:
-            mode = src.lstat().st_mode
-        except FileNotFoundError:
-            raise TargetError(f"native target: {remote} does not exist.") from None
-        if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
-            raise TargetError(
-                f'native target: refusing to copy "{remote}": it is neither a regular file nor a folder '
-                f"(a link, FIFO, socket or device)."
-            )
-        _copy(src, local)
+            parent = os.open(src.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as e:
+            raise TargetError(f'native target: cannot copy "{remote}": {e.strerror or e}.') from e
+        try:
+            copy_out(parent, src.name, local, shown=remote, limit=limit)
+        finally:
+            os.close(parent)
 
     def local_path(self, remote: str) -> Path | None:
         return Path(remote)

@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import paramiko
 
 from harness.errors import ConfigError, ImageError, TargetError
-from harness.targets._common import probe_facts
+from harness.targets._common import GET_LIMIT, probe_facts
 from harness.targets.base import Completed, Target
 from harness.targets.ssh import SshSession, SshTarget, generate_ed25519
 
@@ -818,8 +818,8 @@ class QemuVmTarget(Target):
     def put(self, local: Path, remote: str) -> None:
         self._ssh().put(local, remote)
 
-    def get(self, remote: str, local: Path) -> None:
-        self._ssh().get(remote, local)
+    def get(self, remote: str, local: Path, *, limit: int = GET_LIMIT) -> None:
+        self._ssh().get(remote, local, limit=limit)
 
     def forward(self, port: int) -> tuple[str, int]:
         return self._ssh().forward(port)

@@ -55,7 +55,7 @@ from paramiko.common import MSG_CHANNEL_REQUEST
 
 from harness.errors import ConfigError, TargetError
 from harness.model import TargetFacts
-from harness.targets._common import probe_facts
+from harness.targets._common import GET_LIMIT, CopyBudget, kind_of, probe_facts, refused
 from harness.targets._proc import BoundedBuffer
 from harness.targets.base import Completed, Target
 
@@ -177,49 +177,69 @@ def _local_dest(root: Path, path: Path, remote: str) -> Path:
     return path
 
 
-def download(sftp: paramiko.SFTPClient, remote: str, local: Path) -> None:
-    """Copy ``remote`` (file or folder) to ``local``, never writing outside ``local``.
+def download(sftp: paramiko.SFTPClient, remote: str, local: Path, *, limit: int = GET_LIMIT) -> None:
+    """Copy ``remote`` (file or folder) to ``local`` by the one rule of ``Target.get``.
 
-    Symbolic links, devices, FIFOs and entry names with ``/`` or ``..`` are
-    refused with a :class:`TargetError`.
+    ``remote`` must be a regular file or a folder (checked with ``lstat``: a
+    link there is not followed); a link, device, FIFO or socket inside a folder
+    is skipped, never opened.  Each file's size is checked before it is copied
+    and the bytes are counted while it is, so at most ``limit`` bytes come over
+    in all.  Entry names with ``/`` or ``..`` and local links are refused.
     """
+    budget = CopyBudget(remote, limit)
     try:
-        top = sftp.stat(remote)
+        top = sftp.lstat(remote)
     except OSError as e:
         raise TargetError(f'cannot copy "{remote}" from the target: {e.strerror or e}.') from e
     mode = top.st_mode or 0
     if stat.S_ISDIR(mode):
         local.mkdir(parents=True, exist_ok=True)
         root = local.resolve()
-        _download_dir(sftp, remote, local, root)
+        _download_dir(sftp, remote, local, root, budget, 1)
     elif stat.S_ISREG(mode):
         local.parent.mkdir(parents=True, exist_ok=True)
         root = local.parent.resolve()
-        sftp.get(remote, str(_local_dest(root, local, remote)))
+        _download_file(sftp, remote, _local_dest(root, local, remote), top, budget)
     else:
-        raise TargetError(f'refusing to copy "{remote}" from the target: it is neither a file nor a folder.')
+        raise refused(remote, kind_of(mode))
 
 
-def _download_dir(sftp: paramiko.SFTPClient, remote: str, local: Path, root: Path) -> None:
+def _download_file(
+    sftp: paramiko.SFTPClient, src: str, dest: Path, attr: paramiko.SFTPAttributes, budget: CopyBudget
+) -> None:
+    """Copy one regular file, refusing it before a byte moves when its size is already past the cap."""
+    start = budget.used
+    budget.take(attr.st_size or 0, src)
+
+    def count(done: int, _size: int) -> None:  # called after each block: a file that grows is stopped too
+        if start + done > budget.used:
+            budget.take(start + done - budget.used, src)
+
+    try:
+        sftp.get(src, str(dest), callback=count)
+    except BaseException:
+        dest.unlink(missing_ok=True)  # never leave a cut-off copy that looks whole
+        raise
+
+
+def _download_dir(
+    sftp: paramiko.SFTPClient, remote: str, local: Path, root: Path, budget: CopyBudget, depth: int
+) -> None:
     for attr in sftp.listdir_attr(remote):
         name = attr.filename
         check_member_name(name, remote)
         src = str(PurePosixPath(remote) / name)
         dest = _local_dest(root, local / name, src)
         mode = attr.st_mode or 0
-        if stat.S_ISLNK(mode):
-            raise TargetError(
-                f'refusing to copy "{src}" from the target: it is a symbolic link, which could '
-                "point outside the destination; copy what it points to instead."
-            )
         if stat.S_ISDIR(mode):
+            budget.entry(src, depth)
             dest.mkdir(exist_ok=True)
-            _download_dir(sftp, src, dest, root)
+            _download_dir(sftp, src, dest, root, budget, depth + 1)
         elif stat.S_ISREG(mode):
-            sftp.get(src, str(dest))
+            budget.entry(src, depth)
+            _download_file(sftp, src, dest, attr, budget)
             os.chmod(dest, (stat.S_IMODE(mode) & 0o755) | 0o600)
-        else:
-            raise TargetError(f'refusing to copy "{src}" from the target: it is a device, socket or FIFO, not a file.')
+        # links, devices, sockets and FIFOs: skipped, never followed or opened
 
 
 def upload(sftp: paramiko.SFTPClient, local: Path, remote: str) -> None:
@@ -771,9 +791,9 @@ class SshSession:
 
         self._retrying(f'copying "{local}" to "{remote}"', op, "; check free space and permissions there")
 
-    def get(self, remote: str, local: Path) -> None:
+    def get(self, remote: str, local: Path, *, limit: int = GET_LIMIT) -> None:
         def op() -> None:
-            download(self._sftp(), remote, local)
+            download(self._sftp(), remote, local, limit=limit)
 
         self._retrying(f'copying "{remote}" to "{local}"', op, "; check that it exists and is readable there")
 
@@ -950,8 +970,8 @@ class SshTarget(Target):
     def put(self, local: Path, remote: str) -> None:
         self.session.put(local, remote)
 
-    def get(self, remote: str, local: Path) -> None:
-        self.session.get(remote, local)
+    def get(self, remote: str, local: Path, *, limit: int = GET_LIMIT) -> None:
+        self.session.get(remote, local, limit=limit)
 
     def forward(self, port: int) -> tuple[str, int]:
         return self.session.forward(port)

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import tarfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,8 @@ import pytest
 from harness.config import load_target
 from harness.errors import ConfigError, TargetError
 from harness.images.cache import RECIPE_VERSION, ImageMeta
+from harness.targets import _common
+from harness.targets import docker as docker_mod
 from harness.targets.base import OUTPUT_LIMIT
 from harness.targets.docker import (
     KEPT_CAPS,
@@ -233,24 +236,80 @@ def member(name: str, kind: bytes = tarfile.REGTYPE, linkname: str = "") -> tarf
 
 
 @pytest.mark.parametrize(
-    ("bad", "match"),
-    [
-        (member("out/../../escaped"), "points outside"),
-        (member("/tmp/leapfrog-absolute-escape"), "points outside"),
-        (member("out/link", tarfile.SYMTYPE, "/etc/passwd"), "links and devices"),
-        (member("out/hard", tarfile.LNKTYPE, "out/a.txt"), "links and devices"),
-        (member("out/dev", tarfile.CHRTYPE), "links and devices"),
-    ],
+    "bad",
+    [member("out/../../escaped"), member("/tmp/leapfrog-absolute-escape")],
 )
-def test_get_refuses_unsafe_members(tmp_path: Path, bad: tarfile.TarInfo, match: str) -> None:
+def test_get_refuses_members_that_point_outside(tmp_path: Path, bad: tarfile.TarInfo) -> None:
     dest = tmp_path / "inner" / "out"
     chunks = crafted((member("out/a.txt"), b"fine"), (bad, b"evil"))
-    with pytest.raises(TargetError, match=match):
+    with pytest.raises(TargetError, match="points outside"):
         extract_get(chunks, "out", dest)
     assert not dest.exists()
     assert sorted(p.name for p in (tmp_path / "inner").iterdir()) == []  # staging removed too
     assert not (tmp_path / "escaped").exists()
     assert not Path("/tmp/leapfrog-absolute-escape").exists()
+
+
+def test_get_skips_links_and_special_files_inside_a_folder(tmp_path: Path) -> None:
+    """The one rule of Target.get: inside a folder, links and special files are skipped, never made."""
+    dest = tmp_path / "inner" / "out"
+    chunks = crafted(
+        (member("out", tarfile.DIRTYPE), b""),
+        (member("out/a.txt"), b"fine"),
+        (member("out/link", tarfile.SYMTYPE, "/etc/passwd"), b""),
+        (member("out/dev", tarfile.CHRTYPE), b""),
+        (member("out/fifo", tarfile.FIFOTYPE), b""),
+        (member("out/dangling", tarfile.LNKTYPE, "out/missing"), b""),
+        (member("out/same", tarfile.LNKTYPE, "out/a.txt"), b""),  # a hard link is the same regular file
+    )
+    extract_get(chunks, "out", dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["a.txt", "same"]
+    assert (dest / "same").read_bytes() == b"fine"
+    assert sorted(p.name for p in (tmp_path / "inner").iterdir()) == ["out"]  # staging removed
+
+
+@pytest.mark.parametrize(
+    ("top", "kind"),
+    [
+        (member("results.jsonl", tarfile.FIFOTYPE), "a FIFO"),
+        (member("results.jsonl", tarfile.SYMTYPE, "/etc/passwd"), "a link"),
+        (member("results.jsonl", tarfile.CHRTYPE), "a device"),
+    ],
+)
+def test_get_refuses_a_top_that_is_not_a_file_or_folder(tmp_path: Path, top: tarfile.TarInfo, kind: str) -> None:
+    with pytest.raises(TargetError, match=f'"/w/results.jsonl" from the target: it is {kind}; leapfrog copies back'):
+        extract_get(crafted((top, b"")), "results.jsonl", tmp_path / "r", shown="/w/results.jsonl")
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_get_over_the_byte_cap_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    dest = tmp_path / "inner" / "out"
+    members = ((member("out", tarfile.DIRTYPE), b""), (member("out/big.bin"), b"x" * 5000))
+    with pytest.raises(TargetError, match=r'"/w/out" from the target: it holds more than 4096 bytes, the most one'):
+        extract_get(crafted(*members), "out", dest, shown="/w/out", limit=4096)
+    assert sorted(p.name for p in (tmp_path / "inner").iterdir()) == []  # nothing unpacked, staging removed
+    extract_get(crafted(*members), "out", dest)
+    assert (dest / "big.bin").stat().st_size == 5000  # the default cap takes it
+
+    monkeypatch.setattr(docker_mod, "ARCHIVE_SLACK", 1024)  # the stream itself is bounded too, headers and all
+    seen: list[int] = []
+
+    def stream() -> Iterator[bytes]:
+        for chunk in crafted(*members):
+            seen.append(len(chunk))
+            yield chunk
+
+    with pytest.raises(TargetError, match=r"the archive the engine sends is larger than 5120 bytes \(4096 bytes of"):
+        extract_get(stream(), "out", tmp_path / "again", shown="/w/out", limit=4096)
+    assert sum(seen) <= 6000  # stopped reading at the cap, not at the end of the stream
+    assert not (tmp_path / "again").exists()
+
+
+def test_get_with_too_many_entries_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(_common, "GET_MAX_ENTRIES", 3)
+    chunks = crafted((member("out", tarfile.DIRTYPE), b""), *[(member(f"out/{i}"), b"") for i in range(5)])
+    with pytest.raises(TargetError, match="more than 3 files and folders"):
+        extract_get(chunks, "out", tmp_path / "out")
 
 
 def test_get_places_a_folder_and_a_file_at_the_destination(tmp_path: Path) -> None:

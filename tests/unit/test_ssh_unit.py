@@ -2,8 +2,8 @@
 
 Command strings run through the host's own /bin/sh; host-key policy, password
 handling, exit signals, timeouts and reconnects run against a small paramiko
-SSH server on 127.0.0.1 that executes commands locally; SFTP copies run
-against a fake SFTP client over a local folder.
+SSH server on 127.0.0.1 that executes commands locally and serves local files
+over SFTP; SFTP copies also run against a fake SFTP client over a local folder.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import dataclasses
 import io
 import json
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -283,6 +284,9 @@ class FakeSftp:
     def stat(self, path: str) -> paramiko.SFTPAttributes:
         return paramiko.SFTPAttributes.from_stat(os.stat(self._p(path)))
 
+    def lstat(self, path: str) -> paramiko.SFTPAttributes:
+        return paramiko.SFTPAttributes.from_stat(os.lstat(self._p(path)))
+
     def listdir_attr(self, path: str) -> list[paramiko.SFTPAttributes]:
         p = self._p(path)
         out = [paramiko.SFTPAttributes.from_stat(os.lstat(p / n), n) for n in sorted(os.listdir(p))]
@@ -290,8 +294,11 @@ class FakeSftp:
             out.append(paramiko.SFTPAttributes.from_stat(os.stat(self.root), name))
         return out
 
-    def get(self, remote: str, local: str) -> None:
-        Path(local).write_bytes(self._p(remote).read_bytes())
+    def get(self, remote: str, local: str, callback: Any = None) -> None:
+        data = self._p(remote).read_bytes()
+        Path(local).write_bytes(data)
+        if callback:
+            callback(len(data), len(data))
 
     def put(self, local: str, remote: str) -> None:
         self._p(remote).write_bytes(Path(local).read_bytes())
@@ -349,16 +356,54 @@ def test_upload_of_a_missing_path_is_a_target_error(tmp_path: Path) -> None:
         upload(sftp, tmp_path / "nope", "/x")
 
 
-def test_download_refuses_symlinks_and_writes_nothing_outside(tmp_path: Path) -> None:
+def test_download_skips_links_and_fifos_inside_a_folder_and_writes_nothing_outside(tmp_path: Path) -> None:
     remote, dest, outside = tmp_path / "remote", tmp_path / "dest", tmp_path / "outside"
     (remote / "results").mkdir(parents=True)
     outside.mkdir()
+    (outside / "secret").write_text("host")
     (remote / "results" / "a.json").write_text("{}")
     (remote / "results" / "evil").symlink_to(outside)
+    (remote / "results" / "evil-file").symlink_to(outside / "secret")
+    os.mkfifo(remote / "results" / "fifo")  # FakeSftp.get would block on it: it must never be opened
     sftp: Any = FakeSftp(remote)
-    with pytest.raises(TargetError, match="symbolic link"):
-        download(sftp, "/results", dest)
-    assert list(outside.iterdir()) == []
+    download(sftp, "/results", dest)
+    assert sorted(p.name for p in dest.iterdir()) == ["a.json"]
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+
+
+@pytest.mark.parametrize("kind", ["FIFO", "symbolic link"])
+def test_download_refuses_a_top_that_is_not_a_file_or_folder(tmp_path: Path, kind: str) -> None:
+    remote = tmp_path / "remote"
+    remote.mkdir()
+    (tmp_path / "real.jsonl").write_text("{}\n")
+    if kind == "FIFO":
+        os.mkfifo(remote / "results.jsonl")
+    else:
+        (remote / "results.jsonl").symlink_to(tmp_path / "real.jsonl")
+    sftp: Any = FakeSftp(remote)
+    with pytest.raises(TargetError, match=f'"/results.jsonl" from the target: it is a {kind}'):
+        download(sftp, "/results.jsonl", tmp_path / "got")
+    assert not (tmp_path / "got").exists()
+
+
+class ShrinkingAttrsSftp(FakeSftp):
+    """Lists every file as 10 bytes long: a file that grows after its size was read."""
+
+    def listdir_attr(self, path: str) -> list[paramiko.SFTPAttributes]:
+        attrs = super().listdir_attr(path)
+        for a in attrs:
+            a.st_size = 10
+        return attrs
+
+
+def test_download_counts_the_bytes_that_come_not_only_the_sizes_listed(tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    (remote / "r").mkdir(parents=True)
+    (remote / "r" / "grown.bin").write_bytes(b"x" * 5000)
+    sftp: Any = ShrinkingAttrsSftp(remote)
+    with pytest.raises(TargetError, match=r'more than 4096 bytes, the most one copy back takes \(passed at "/r/grown'):
+        download(sftp, "/r", tmp_path / "back", limit=4096)
+    assert not (tmp_path / "back" / "grown.bin").exists()
 
 
 def test_download_refuses_traversal_names_from_a_hostile_server(tmp_path: Path) -> None:
@@ -419,8 +464,41 @@ class _Server(paramiko.ServerInterface):
         return True
 
 
+class _LocalSftp(paramiko.SFTPServerInterface):
+    """Serves the local file system read-only over SFTP, like OpenSSH's sftp-server would."""
+
+    def stat(self, path: str) -> paramiko.SFTPAttributes | int:
+        try:
+            return paramiko.SFTPAttributes.from_stat(os.stat(path))
+        except OSError as e:
+            return paramiko.SFTPServer.convert_errno(e.errno)
+
+    def lstat(self, path: str) -> paramiko.SFTPAttributes | int:
+        try:
+            return paramiko.SFTPAttributes.from_stat(os.lstat(path))
+        except OSError as e:
+            return paramiko.SFTPServer.convert_errno(e.errno)
+
+    def list_folder(self, path: str) -> list[paramiko.SFTPAttributes] | int:
+        try:
+            return [paramiko.SFTPAttributes.from_stat(os.lstat(os.path.join(path, n)), n) for n in os.listdir(path)]
+        except OSError as e:
+            return paramiko.SFTPServer.convert_errno(e.errno)
+
+    def open(self, path: str, flags: int, attr: paramiko.SFTPAttributes) -> paramiko.SFTPHandle | int:
+        try:
+            f = open(path, "rb")  # noqa: SIM115  # closed by the handle
+        except OSError as e:
+            return paramiko.SFTPServer.convert_errno(e.errno)
+        handle = paramiko.SFTPHandle(flags)
+        handle.readfile = f  # type: ignore[attr-defined]  # how SFTPHandle.read finds the file
+        handle.filename = path  # type: ignore[attr-defined]
+        return handle
+
+
 class LoopbackSsh:
-    """An SSH server on 127.0.0.1 that runs each exec request with the local /bin/sh, like sshd."""
+    """An SSH server on 127.0.0.1 that runs each exec request with the local /bin/sh, like sshd,
+    and serves the local file system read-only over SFTP."""
 
     def __init__(self) -> None:
         host_private, _ = generate_ed25519()
@@ -443,6 +521,7 @@ class LoopbackSsh:
                 return
             t = paramiko.Transport(conn)
             t.add_server_key(self.host_key)
+            t.set_subsystem_handler("sftp", paramiko.SFTPServer, _LocalSftp)
             self.transports.append(t)
             # With an event the handshake runs in the transport's own thread, so a client
             # that hangs up mid-handshake (a refused host key) never stops this loop.
@@ -547,6 +626,29 @@ def test_run_reports_exit_code_stdout_and_stderr(target: SshTarget) -> None:
     assert done.stderr == "ërr\n"
     assert not done.ok
     assert done.argv == ["sh", "-c", "echo out; echo ërr >&2; exit 3"]
+
+
+def test_get_over_sftp_refuses_more_than_its_cap_and_leaves_no_partial_file(target: SshTarget, tmp_path: Path) -> None:
+    remote = tmp_path / "remote"
+    (remote / "sub").mkdir(parents=True)
+    (remote / "a.txt").write_text("ok")
+    (remote / "sub" / "big.bin").write_bytes(b"x" * 10000)
+    os.mkfifo(remote / "fifo")  # the server would block opening it: it must never be asked to
+    (remote / "link").symlink_to("/etc/passwd")
+    back = tmp_path / "back"
+    target.get(str(remote), back)  # the default cap takes it all; links and FIFOs are skipped
+    assert tree(back) == {"a.txt": b"ok", "sub/big.bin": b"x" * 10000}
+    shutil.rmtree(back)
+    big = re.escape(f'"{remote}" from the target: it holds more than 4096 bytes, the most one copy back takes')
+    with pytest.raises(TargetError, match=big + re.escape(f' (passed at "{remote}/sub/big.bin")')):
+        target.get(str(remote), back, limit=4096)
+    assert not (back / "sub" / "big.bin").exists()
+    with pytest.raises(TargetError, match="more than 9999 bytes"):
+        target.get(str(remote / "sub" / "big.bin"), tmp_path / "one.bin", limit=9999)
+    assert not (tmp_path / "one.bin").exists()
+    with pytest.raises(TargetError, match=r"it is a FIFO; leapfrog copies back only regular files and folders"):
+        target.get(str(remote / "fifo"), tmp_path / "fifo")
+    assert target.run(["true"], timeout=30).ok  # the connection is still good after each refusal
 
 
 def test_run_applies_target_env_then_call_env(
