@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from harness.config import load_project
+from harness.errors import TargetError
 from harness.images import CachedImage
 from harness.targets import Target, make_target
 from harness.targets.base import OUTPUT_LIMIT
@@ -85,6 +86,37 @@ def test_put_get_round_trip(target: Target, tmp_path: Path) -> None:
     target.get(f"{base}/copy", back)
     assert (back / "a.txt").read_text() == "hello ✓\n"
     assert (back / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 100
+    target.run(["rm", "-rf", base], timeout=60)
+
+
+def test_get_refuses_a_fifo_and_an_oversize_file(target: Target, tmp_path: Path) -> None:
+    """The one rule of Target.get on the real backend: a FIFO is refused without blocking, inside a folder it is
+    skipped, and a file past the byte cap is refused with nothing left behind."""
+    base = target.run(["mktemp", "-d"], timeout=60).stdout.strip()
+    made = target.run(
+        [
+            "sh",
+            "-c",
+            f"cd {base} && mkfifo results.jsonl && mkdir out && echo ok > out/a.txt && mkfifo out/fifo "
+            "&& head -c 100000 /dev/zero > out/big.bin",
+        ],
+        timeout=60,
+    )
+    assert made.ok, made.stderr
+    started = time.monotonic()
+    with pytest.raises(TargetError, match=r"it is a FIFO; leapfrog copies back only regular files and folders"):
+        target.get(f"{base}/results.jsonl", tmp_path / "r.jsonl")
+    with pytest.raises(TargetError, match=r"it holds more than 50000 bytes, the most one copy back takes"):
+        target.get(f"{base}/out/big.bin", tmp_path / "big.bin", limit=50000)
+    with pytest.raises(TargetError, match=r"it holds more than 50000 bytes, the most one copy back takes"):
+        target.get(f"{base}/out", tmp_path / "capped", limit=50000)
+    assert time.monotonic() - started < 60  # nothing waited on the FIFO
+    assert not (tmp_path / "r.jsonl").exists()
+    assert not (tmp_path / "big.bin").exists()
+    assert not (tmp_path / "capped" / "big.bin").exists()
+    target.get(f"{base}/out", tmp_path / "back")  # the default cap takes it; the FIFO inside is skipped
+    assert sorted(p.name for p in (tmp_path / "back").iterdir()) == ["a.txt", "big.bin"]
+    assert (tmp_path / "back" / "big.bin").stat().st_size == 100000
     target.run(["rm", "-rf", base], timeout=60)
 
 
