@@ -14,7 +14,7 @@ Profiles: ``chroot`` is what chroot targets need (build a Debian image with
 mmdebstrap, enter it through qemu-user); ``full`` adds docker, qemu-system and
 what the project's own tests use (chromium).  A requirement's ``kinds`` are the
 target kinds that cannot run without it; "tests" marks what only the test tier
-needs.
+needs, "deps" what ``leapfrog deps`` and ``run --project`` need.
 """
 
 from __future__ import annotations
@@ -88,6 +88,17 @@ TABLE: tuple[Requirement, ...] = (
     Requirement("debugfs", "e2fsprogs", ("qemu-vm",), "full", "writes leapfrog's files into a VM's disk"),
     Requirement("docker", "docker.io", ("docker",), "full", "asks whether a Docker engine answers"),
     Requirement("dockerd", "docker.io", ("docker",), "full", "the Docker engine setup starts when none answers"),
+    Requirement(
+        "gpgv", "gpgv", ("deps",), "chroot", "checks the signature of Debian's InRelease (leapfrog deps, run --project)"
+    ),
+    Requirement(
+        "/usr/share/keyrings/debian-archive-keyring.gpg",
+        "debian-archive-keyring",
+        ("deps",),
+        "chroot",
+        "the keys gpgv checks Debian's InRelease with",
+        "Debian archive keyring",
+    ),
     Requirement("chromium", "chromium", ("tests",), "full", "the report's browser test"),
     Requirement("pgrep", "procps", ("tests",), "full", "the fault tests look for leftover QEMU processes"),
 )
