@@ -637,6 +637,53 @@ def golden(obj: Ctx, suites: tuple[str, ...], target_name: str) -> None:
 # ------------------------------------------------------------------ images
 
 
+@main.command("deps")
+@click.argument("targets", nargs=-1, required=True)
+@click.option(
+    "-r",
+    "--requirements",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="A requirements.txt to resolve.",
+)
+@click.option(
+    "--project",
+    "project_path",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A project folder: pyproject.toml's [project].dependencies.",
+)
+@click.option("--extra", "extras", multiple=True, help="Also an optional-dependencies extra of --project (repeat).")
+@click.option("--group", "groups", multiple=True, help="Also a PEP 735 dependency group of --project (repeat).")
+@click.option("--json", "json_out", type=click.Path(dir_okay=False, path_type=Path), help="Write the answer as JSON.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False, path_type=Path), help="Write it as an HTML page.")
+@click.pass_obj
+def deps_cmd(
+    obj: Ctx,
+    targets: tuple[str, ...],
+    requirements: Path | None,
+    project_path: Path | None,
+    extras: tuple[str, ...],
+    groups: tuple[str, ...],
+    json_out: Path | None,
+    html_out: Path | None,
+) -> None:
+    """Say where each dependency comes from on each TARGET: distribution package, wheel, sdist, or nothing."""
+    import json
+
+    from harness import deps
+
+    source, reqs = deps.requirements_of(requirements, project_path, extras, groups)
+    picked = obj.project.pick_targets(_split(targets))
+    report = deps.build_report(source, reqs, picked)
+    out.print(deps.rich_table(report))
+    for t in report.targets:
+        if t.index_error:
+            console.print(f"[yellow]warning:[/] {t.platform.target}: {t.index_error}", markup=True, highlight=False)
+    if json_out:
+        json_out.write_text(json.dumps(report.to_dict(), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if html_out:
+        html_out.write_text(deps.render_html(report), encoding="utf-8")
+
+
 @main.group()
 def images() -> None:
     """Build, list and remove cached images."""

@@ -241,3 +241,61 @@ def test_inrelease_signature_is_checked_with_gpgv(tmp_path: Path) -> None:
     signed.write_text(signed.read_text().replace("a" * 64, "b" * 64))
     with pytest.raises(deps.DepsError, match="does not verify"):
         deps.verify_inrelease(signed, str(keyring))
+
+
+# ------------------------------------------------------------------ the command and its report
+
+
+class _FixtureSources(deps.LiveSources):
+    """LiveSources answered from the recorded fixtures (the command's code path, no network)."""
+
+    def distro(self, platform: deps.Platform) -> dict[str, str]:
+        return deps.parse_packages((DATA / "Packages-trixie-riscv64").read_text())
+
+    def pypi(self, name: str) -> dict[str, Any] | None:
+        return _pypi(name)
+
+
+def test_deps_command_prints_the_table_and_writes_json_and_html(
+    project_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    monkeypatch.setattr(deps, "LiveSources", _FixtureSources)
+    req = tmp_path / "requirements.txt"
+    req.write_text("scikit-learn\npydantic-core==2.50.5\nonnxruntime==1.32.0\n")
+    argv = ["--root", str(project_root), "deps", "debian-trixie-riscv64", "-r", str(req)]
+    r = CliRunner().invoke(main, [*argv, "--json", str(tmp_path / "d.json"), "--html", str(tmp_path / "d.html")])
+    assert r.exit_code == 0, r.output
+    assert "python3-sklearn 1.4.2+dfsg" in r.output
+    assert "wheel 2.50.5" in r.output
+    got = json.loads((tmp_path / "d.json").read_text())
+    choices = [x["choice"] for x in got["targets"][0]["requirements"]]
+    assert choices == ["distro", "wheel", "none"]
+    html = (tmp_path / "d.html").read_text()
+    assert '<td class="dep-none">none' in html
+    assert "Content-Security-Policy" in html
+
+
+def test_deps_command_needs_one_source(project_root: Path, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    r = CliRunner().invoke(main, ["--root", str(project_root), "deps", "native"])
+    assert r.exit_code == 2
+    assert "give exactly one of -r REQUIREMENTS and --project PATH" in r.output
+
+
+def test_html_escapes_what_pypi_and_the_requirements_say() -> None:
+    hostile = deps.Offer("pypi-wheel", "x.whl", "1.0<script>alert(1)</script>", True)
+    res = deps.Resolution("debian-trixie-riscv64", "numpy<2", "numpy", (hostile,))
+    report = deps.DepsReport("<b>proj</b>", ["numpy<2"], [deps.TargetDeps(TRIXIE, [res])])
+    html = deps.render_html(report)
+    assert "<script>" not in html
+    assert "<b>proj" not in html
+    assert "numpy&lt;2" in html
+    section = deps.render_html(report, standalone=False)
+    assert section.lstrip().startswith('<section class="deps"')
