@@ -155,6 +155,42 @@ def doctor(obj: Ctx, targets: tuple[str, ...]) -> None:
 # ------------------------------------------------------------------ run
 
 
+class _CaseTimeout(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2, not in 8.1
+    """``--case-timeout``: seconds (at least 1), or ``auto``."""
+
+    name = "SECONDS|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float | str:
+        if isinstance(value, float) or (isinstance(value, str) and value.strip().lower() == "auto"):
+            return value if isinstance(value, float) else "auto"
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = float("nan")
+        if not seconds >= 1 or seconds == float("inf"):
+            self.fail(f'"{value}" is neither a number of seconds of at least 1 nor "auto" (for example 300 or auto).')
+        return seconds
+
+
+def _history_slowdowns(plan: Any, db: Path | None) -> dict[tuple[str, str], Any]:
+    """Slowdowns of earlier runs for auto case timeouts; a history that cannot be read is a warning."""
+    from harness import autotimeout, history
+
+    baseline = next((t.name for t in plan.targets() if t.kind == "native"), "")
+    pairs = [(c.target.name, c.suite.name) for c in plan.cells if c.target.name != baseline]
+    path = db or history.default_db()
+    try:
+        return autotimeout.from_history(path, baseline, pairs)
+    except (sqlite3.Error, OSError) as e:
+        console.print(
+            f"[yellow]warning:[/] auto case timeouts do not use the history ({path}: {e}); "
+            f"the slowdown comes from this run or the default.",
+            markup=True,
+            highlight=False,
+        )
+        return {}
+
+
 def _runnable_default(p: Project) -> list[str]:
     """Every target whose backend can run here: native and chroot by default."""
     from harness.doctor import blocking, run_checks
@@ -187,7 +223,11 @@ def _runnable_default(p: Project) -> list[str]:
     help="Run failed cases again this many times; a pass on re-run is reported as flaky.",
 )
 @click.option("--shard", help="Run slice K of N of the matrix, e.g. 1/3.")
-@click.option("--case-timeout", type=click.FloatRange(min=1), help="Seconds per case (overrides suite.toml).")
+@click.option(
+    "--case-timeout",
+    type=_CaseTimeout(),
+    help='Seconds per case (overrides suite.toml), or "auto": scaled from the baseline (see the README).',
+)
 @click.option(
     "--known-issues",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -217,7 +257,7 @@ def run(
     retries: int,
     reruns: int,
     shard: str | None,
-    case_timeout: float | None,
+    case_timeout: float | str | None,
     known_issues: Path | None,
     db: Path | None,
     no_history: bool,
@@ -254,11 +294,14 @@ def run(
         jobs=jobs,
         retries=retries,
         reruns=reruns,
-        case_timeout=case_timeout,
+        case_timeout=None if case_timeout == "auto" else float(case_timeout) if case_timeout is not None else None,
+        auto_timeout=case_timeout == "auto",
         argv=["leapfrog", *sys.argv[1:]],
         known_issues=issues,
         previous=previous,
     )
+    if case_timeout == "auto" or (case_timeout is None and any(c.suite.auto_timeout for c in plan.cells)):
+        options.history_slowdowns = _history_slowdowns(plan, db)
     runner = Runner(plan, options, emit=_Progress().event)
     console.print(
         f"leapfrog {__version__}: {len(runner.plan.cells)} cell(s) on {len(runner.plan.targets())} target(s)"

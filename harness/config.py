@@ -315,7 +315,7 @@ class SuiteFile:
     description: str = ""
     kind: str = "in-target"
     timeout: float = 900.0  # whole cell, host side
-    case_timeout: float = 300.0  # one case, inside the target
+    case_timeout: float | str = 300.0  # one case, inside the target; "auto": scaled from the baseline
     key_packages: list[str] = dataclasses.field(default_factory=list)
     packages: SuitePackages = dataclasses.field(default_factory=SuitePackages)
     settings: dict[str, str | int | float | bool] = dataclasses.field(default_factory=dict)
@@ -329,11 +329,13 @@ class SuiteConfig:
     description: str
     kind: str
     timeout: float
-    case_timeout: float
+    case_timeout: float  # seconds; with auto_timeout, the fallback for a case with no baseline duration
     key_packages: list[str]
     packages: SuitePackages
     settings: dict[str, str | int | float | bool]
     ports: list[int] = dataclasses.field(default_factory=list)
+    #: ``case_timeout = "auto"``: each case's timeout is scaled from the baseline (harness.autotimeout).
+    auto_timeout: bool = False
 
     def packages_for(self, distro: str) -> list[str]:
         return list(getattr(self.packages, distro, []))
@@ -347,8 +349,15 @@ def load_suite(folder: Path) -> SuiteConfig:
             f'{path}: key "kind" is "{sf.kind}"{suggest(sf.kind, SUITE_KINDS)}; '
             f"expected one of: {', '.join(SUITE_KINDS)}."
         )
-    for key in ("timeout", "case_timeout"):
-        if getattr(sf, key) <= 0:
+    auto = isinstance(sf.case_timeout, str)
+    if auto and str(sf.case_timeout).strip().lower() != "auto":
+        raise ConfigError(
+            f'{path}: key "case_timeout" is {sf.case_timeout!r}; write a number of seconds, or "auto" to scale '
+            f"each case's timeout from its baseline duration."
+        )
+    case_timeout = 300.0 if auto else float(sf.case_timeout)
+    for key, value in (("timeout", sf.timeout), ("case_timeout", case_timeout)):
+        if value <= 0:
             raise ConfigError(f'{path}: key "{key}" must be a positive number of seconds.')
     for distro in KNOWN_DISTROS:
         try:
@@ -364,11 +373,12 @@ def load_suite(folder: Path) -> SuiteConfig:
         description=sf.description,
         kind=sf.kind,
         timeout=sf.timeout,
-        case_timeout=sf.case_timeout,
+        case_timeout=case_timeout,
         key_packages=list(sf.key_packages),
         packages=sf.packages,
         settings=dict(sf.settings),
         ports=list(sf.ports),
+        auto_timeout=auto,
     )
 
 

@@ -124,6 +124,9 @@ class CaseResult:
     flaky: bool = False
     #: ``{"class": ..., "evidence": {...}}`` set by :mod:`harness.triage`; None when not triaged.
     triage: dict[str, Any] | None = None
+    #: The timeout the case ran under when it was computed (``case_timeout = "auto"``,
+    #: :mod:`harness.autotimeout`): seconds, the baseline duration, slowdown and a note.
+    timeout: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # By hand, not dataclasses.asdict: this runs once per case (200,000 in a big merge).
@@ -139,6 +142,8 @@ class CaseResult:
         }
         if self.triage is not None:
             out["triage"] = self.triage
+        if self.timeout is not None:
+            out["timeout"] = self.timeout
         return out
 
     @classmethod
@@ -159,6 +164,7 @@ class CaseResult:
             flaky=bool(d.get("flaky", False)),
             # Recomputed from the run whenever a report is rendered (harness.triage).
             triage=d["triage"] if isinstance(d.get("triage"), dict) else None,
+            timeout=d["timeout"] if isinstance(d.get("timeout"), dict) else None,
         )
 
 

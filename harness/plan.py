@@ -83,3 +83,17 @@ def make_plan(targets: list[TargetConfig], suites: list[SuiteConfig], shard: Sha
     ordered = sorted(cells, key=lambda c: c.key)
     chosen = {c.key for i, c in enumerate(ordered) if i % shard.total == shard.index - 1}
     return Plan([c for c in cells if c.key in chosen], shard)
+
+
+def baseline_first(plan: Plan) -> Plan:
+    """The plan with the baseline's cells first (the first native target), the rest in order.
+
+    ``case_timeout = "auto"`` scales each case's timeout from its baseline
+    duration, so the baseline's cell of a suite must finish before any other
+    target runs that suite.  A plan without a native target is returned as it is.
+    """
+    baseline = next((c.target.name for c in plan.cells if c.target.kind == "native"), None)
+    if baseline is None:
+        return plan
+    first = [c for c in plan.cells if c.target.name == baseline]
+    return Plan(first + [c for c in plan.cells if c.target.name != baseline], plan.shard)

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from harness import __version__
+from harness import __version__, autotimeout
 from harness.errors import LeapfrogError, TargetError
 from harness.known_issues import KnownIssue
 from harness.known_issues import apply as apply_known_issues
@@ -45,7 +45,7 @@ from harness.model import (
     clean_metric,
     verdict_for,
 )
-from harness.plan import Plan, PlannedCell
+from harness.plan import Plan, PlannedCell, baseline_first
 from harness.probe import CHECKS_FILE, FACTS_FILE, PLUGIN_FILE
 from harness.targets import Target, make_target
 
@@ -75,6 +75,10 @@ class RunOptions:
     max_resumes: int = 20  # how many crashes one cell may resume after
     reruns: int = 0  # failed cases are run again this many times; pass on re-run = flaky
     case_timeout: float | None = None  # overrides suite.toml
+    #: ``--case-timeout auto``: every suite's case timeouts are scaled from the baseline.
+    auto_timeout: bool = False
+    #: Slowdowns of earlier runs for auto timeouts, by (target, suite) (:func:`harness.autotimeout.from_history`).
+    history_slowdowns: dict[tuple[str, str], autotimeout.Slowdown] = dataclasses.field(default_factory=dict)
     argv: list[str] = dataclasses.field(default_factory=list)
     known_issues: list[KnownIssue] = dataclasses.field(default_factory=list)
     previous: Run | None = None  # --resume: cells already finished there are kept, not re-run
@@ -403,6 +407,9 @@ class CellRunner:
         #: Set to the key packages to have the probe report the target's facts.
         self.want_facts: list[str] | None = None
         self.facts: dict[str, Any] | None = None
+        #: Set under ``case_timeout = "auto"``: each case's timeout, and the baseline's name for the note.
+        self.timeouts: autotimeout.AutoTimeouts | None = None
+        self.baseline = ""
         self.target = target
         self.cell = cell
         self.options = options
@@ -436,10 +443,17 @@ class CellRunner:
         if self.want_facts is not None:
             t.put(FACTS_FILE, f"{base}/probe/leapfrog_facts.py")
         case_timeout = self.options.case_timeout or suite.case_timeout
+        if self.timeouts is not None:
+            case_timeout = self.timeouts.fallback.seconds
+            with tempfile.TemporaryDirectory(prefix="leapfrog-timeouts-") as tmp:
+                table = Path(tmp) / "timeouts.json"
+                table.write_text(json.dumps(self.timeouts.probe_table(), ensure_ascii=False), encoding="utf-8")
+                t.put(table, f"{base}/probe/timeouts.json")
         env = {
             "LEAPFROG_RESULTS": f"{base}/results.jsonl",
             "LEAPFROG_DONE": f"{base}/done.txt",
             "LEAPFROG_CASE_TIMEOUT": str(case_timeout),
+            **({"LEAPFROG_CASE_TIMEOUTS": f"{base}/probe/timeouts.json"} if self.timeouts is not None else {}),
             "LEAPFROG_TARGET": self.target.name,
             "LEAPFROG_MISSING_PACKAGES": ",".join(self.missing),
             "LEAPFROG_SETTINGS": json.dumps(suite.settings),
@@ -532,9 +546,10 @@ class CellRunner:
                     if proc.timed_out:
                         status, why = Status.TIMEOUT, f"killed by the host: the cell exceeded {suite.timeout:.0f} s"
                     elif TIMEOUT_MARK in proc.stderr:
+                        limit = self.timeouts.for_case(victim).seconds if self.timeouts else case_timeout
                         status, why = (
                             Status.TIMEOUT,
-                            f"exceeded the case timeout of {case_timeout:.0f} s (stuck in native code)",
+                            f"exceeded the case timeout of {limit:g} s (stuck in native code)",
                         )
                     else:
                         status = Status.CRASHED
@@ -559,6 +574,8 @@ class CellRunner:
         if self.host_driven:
             self._health_check()
         cases = list(done.values())
+        if self.timeouts is not None:
+            autotimeout.annotate(cases, self.timeouts, self.baseline)
         verdict = Verdict.INFRA_ERROR if problem else verdict_for(cases)
         return CellResult(
             target=self.target.name,
@@ -838,6 +855,8 @@ class Runner:
         self.options = options
         self.run = new_run(options, plan)
         self.plan = resume_plan(plan, options.previous) if options.previous else plan
+        if any(self._auto(c) for c in self.plan.cells):
+            self.plan = baseline_first(self.plan)  # auto timeouts need the baseline's durations first
         self.writer = ResultsWriter(self.run, options.out)
         outer = emit or _noop
 
@@ -851,6 +870,10 @@ class Runner:
         self.missing: dict[str, list[str]] = {}  # target -> packages its distribution lacks
         self._live_lock = threading.Lock()
         self._cancelled = threading.Event()
+        #: Cells recorded in this run, and targets done with all theirs: an auto timeout waits on them.
+        self._recorded: set[tuple[str, str]] = set()
+        self._targets_done: set[str] = set()
+        self._progress = threading.Condition()
 
     def execute(self) -> Run:
         self.writer.save()
@@ -873,7 +896,7 @@ class Runner:
 
     def _parallel(self, names: list[str]) -> None:
         pool = concurrent.futures.ThreadPoolExecutor(max_workers=self.options.jobs)
-        futures = [pool.submit(self._run_target, n) for n in names]
+        futures = [pool.submit(self._run_target_then_mark, n) for n in names]
         try:
             for f in concurrent.futures.as_completed(futures):
                 f.result()
@@ -967,6 +990,8 @@ class Runner:
                         distro = cell.target.image.distro if cell.target.image else "debian"
                         lacking = sorted(set(self.missing.get(name, [])) & set(cell.suite.packages_for(distro)))
                         runner = CellRunner(target, cell, self.options, self.emit, missing=lacking)
+                        if self._auto(cell) and name != self.run.baseline:
+                            self._set_timeouts(runner, cell)
                         if info.facts is None and cell.suite.kind == "in-target":
                             runner.want_facts = self.plan.key_packages_for(name)
                         try:
@@ -1001,6 +1026,50 @@ class Runner:
                 except TargetError as e:  # a dead target may not stop cleanly: say so, go on
                     self.emit("progress", {"target": name, "message": f"did not stop cleanly: {e}"})
 
+    def _auto(self, cell: PlannedCell) -> bool:
+        """Whether the cell's case timeouts are scaled from the baseline (a number on the command line wins)."""
+        if self.options.case_timeout is not None:
+            return False
+        return self.options.auto_timeout or cell.suite.auto_timeout
+
+    def _run_target_then_mark(self, name: str) -> None:
+        try:
+            self._run_target(name)
+        finally:
+            with self._progress:
+                self._targets_done.add(name)
+                self._progress.notify_all()
+
+    def _wait_for_baseline(self, target: str, suite: str) -> None:
+        """With ``--jobs`` > 1: until the baseline's cell of ``suite`` is recorded (or will not be)."""
+        key = (self.run.baseline, suite)
+        if not any(c.key == key for c in self.plan.cells):
+            return
+        with self._progress:
+            if key in self._recorded or self.run.baseline in self._targets_done:
+                return
+        self.emit("progress", {"target": target, "message": f"{suite}: auto case timeouts wait for {key[0]}'s cell"})
+        with self._progress:
+            while not (key in self._recorded or self.run.baseline in self._targets_done or self._cancelled.is_set()):
+                self._progress.wait(timeout=1.0)
+
+    def _set_timeouts(self, runner: CellRunner, cell: PlannedCell) -> None:
+        """Give the cell its auto timeouts: from the baseline's cell of the suite and the target's slowdown."""
+        self._wait_for_baseline(cell.target.name, cell.suite.name)
+        with self.writer.lock:
+            timeouts = autotimeout.for_cell(self.run, cell.target, cell.suite, self.options.history_slowdowns)
+        runner.timeouts, runner.baseline = timeouts, self.run.baseline
+        slowdown = timeouts.fallback.slowdown
+        self.emit(
+            "progress",
+            {
+                "target": cell.target.name,
+                "message": f"{cell.suite.name}: auto case timeouts for {len(timeouts.cases)} case(s): baseline "
+                f"duration × {slowdown.factor:.3g}× slowdown ({slowdown.describe()}) × {autotimeout.MARGIN:g}, "
+                f"{autotimeout.FLOOR:g} s to {cell.suite.timeout:g} s; {timeouts.fallback.seconds:g} s for the rest",
+            },
+        )
+
     def _set_facts(self, name: str, facts: TargetFacts | None) -> None:
         info = self.run.target(name)
         assert info is not None
@@ -1014,6 +1083,9 @@ class Runner:
             info = self.run.target(cell.target)
             apply_known_issues(self.options.known_issues, cell, info.facts if info else None)
         self.writer.add_cell(cell)
+        with self._progress:
+            self._recorded.add((cell.target, cell.suite))
+            self._progress.notify_all()
         self.emit("cell-end", {"cell": cell})
 
 

@@ -16,6 +16,9 @@ Environment:
 ``LEAPFROG_RESULTS``       where to write (required for any output)
 ``LEAPFROG_OUTPUT_LIMIT``  bytes of captured output kept per case (default 65536)
 ``LEAPFROG_CASE_TIMEOUT``  seconds a case may take; then it is ``timeout``
+``LEAPFROG_CASE_TIMEOUTS`` a JSON file ``{"default": s, "cases": {nodeid: s}}``:
+                           each case's own timeout (``case_timeout = "auto"``);
+                           a case not in it gets ``default``
 ``LEAPFROG_DONE``          a file of node ids already recorded: deselected
                            (how the runner resumes after a crash)
 ``LEAPFROG_FACTS``         report the target's facts first (value: comma list
@@ -43,6 +46,10 @@ _OUT: Optional[Any] = None
 _LIMIT = int(os.environ.get("LEAPFROG_OUTPUT_LIMIT", "65536") or 65536)
 _MESSAGE_LIMIT = 8192
 _TIMEOUT = float(os.environ.get("LEAPFROG_CASE_TIMEOUT", "0") or 0)
+#: Per-case timeouts (LEAPFROG_CASE_TIMEOUTS), read in pytest_configure.
+_TIMEOUTS: Dict[str, float] = {}
+#: The timeout of the case running now (for the message).
+_CURRENT = 0.0
 #: Grace after the soft timeout before faulthandler ends the process (a case
 #: stuck in C code never returns to Python to see the soft one).
 _HARD_GRACE = float(os.environ.get("LEAPFROG_HARD_GRACE", "30") or 30)
@@ -102,9 +109,40 @@ def pytest_configure(config: Any) -> None:
     path = os.environ.get("LEAPFROG_RESULTS")
     if path and _OUT is None:
         _OUT = open(path, "a", encoding="utf-8")
-    if _TIMEOUT > 0 and _WATCHDOG is None:
-        _WATCHDOG = _Watchdog(_TIMEOUT + _HARD_GRACE)
+    _load_timeouts()
+    shortest = min([t for t in [_TIMEOUT, *_TIMEOUTS.values()] if t > 0], default=0.0)
+    if shortest > 0 and _WATCHDOG is None:
+        _WATCHDOG = _Watchdog(shortest + _HARD_GRACE)
         _WATCHDOG.start()
+
+
+def _load_timeouts() -> None:
+    """Read LEAPFROG_CASE_TIMEOUTS: its ``default`` replaces LEAPFROG_CASE_TIMEOUT; bad entries are ignored."""
+    global _TIMEOUT
+    path = os.environ.get("LEAPFROG_CASE_TIMEOUTS")
+    if not path:
+        return
+    try:
+        with open(path, encoding="utf-8") as f:
+            table = json.load(f)
+    except (OSError, ValueError) as e:
+        note = "leapfrog: per-case timeouts not read from %s (%s); every case gets %g s\n"
+        sys.stderr.write(note % (path, e, _TIMEOUT))
+        return
+
+    def seconds(value: Any) -> float:
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value > 0
+        return float(value) if ok else 0.0
+
+    if not isinstance(table, dict):
+        return
+    if seconds(table.get("default")):
+        _TIMEOUT = seconds(table["default"])
+    cases = table.get("cases")
+    if isinstance(cases, dict):
+        for name, value in cases.items():
+            if seconds(value):
+                _TIMEOUTS[str(name)] = seconds(value)
 
 
 def pytest_sessionstart(session: Any) -> None:
@@ -184,7 +222,7 @@ def metrics(request: Any) -> Dict[str, Any]:
 
 
 def _on_alarm(signum: int, frame: Any) -> None:
-    raise CaseTimeout("%s: case exceeded %.0f s" % (TIMEOUT_MARK, _TIMEOUT))
+    raise CaseTimeout("%s: case exceeded %g s" % (TIMEOUT_MARK, _CURRENT))
 
 
 class _Watchdog(threading.Thread):
@@ -196,7 +234,7 @@ class _Watchdog(threading.Thread):
     ``timeout`` and resumes after it).  One thread, not one per case, and
     arming it is a plain assignment: thread starts and wake-ups are expensive
     under qemu-user.  The thread sleeps at most ``period`` at a time and every
-    deadline is ``period`` after its arming, so it always wakes in time.
+    deadline is at least ``period`` after its arming, so it always wakes in time.
     """
 
     def __init__(self, period: float) -> None:
@@ -204,8 +242,9 @@ class _Watchdog(threading.Thread):
         self.period = period
         self.deadline: Optional[float] = None
 
-    def arm(self) -> None:
-        self.deadline = time.monotonic() + self.period
+    def arm(self, timeout: float) -> None:
+        """Due ``timeout`` plus the grace from now, and never sooner than ``period``."""
+        self.deadline = time.monotonic() + max(timeout + _HARD_GRACE, self.period)
 
     def disarm(self) -> None:
         self.deadline = None
@@ -242,12 +281,14 @@ _WATCHDOG: Optional[_Watchdog] = None
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_protocol(item: Any, nextitem: Any) -> Any:
     _STATE.setdefault(item.nodeid, _State())
-    armed = _TIMEOUT > 0 and hasattr(signal, "setitimer")
+    global _CURRENT
+    _CURRENT = _TIMEOUTS.get(item.nodeid, _TIMEOUT)
+    armed = _CURRENT > 0 and hasattr(signal, "setitimer")
     if armed:
         previous = signal.signal(signal.SIGALRM, _on_alarm)
-        signal.setitimer(signal.ITIMER_REAL, _TIMEOUT)
+        signal.setitimer(signal.ITIMER_REAL, _CURRENT)
         if _WATCHDOG is not None:
-            _WATCHDOG.arm()
+            _WATCHDOG.arm(_CURRENT)
     try:
         yield
     finally:

@@ -228,7 +228,7 @@ def case_row(
         seconds(case.duration),
         ratio(slowdown),
         metric_pairs(case.metrics) if case.metrics else [],
-        clean(case.message) if case.message else "",
+        clean(case.message) if case.message else _timeout_note(case),
         clean(case.output) if case.output else "",
         case.flaky,
         reason,
@@ -237,6 +237,12 @@ def case_row(
         group,
         index,
     )
+
+
+def _timeout_note(case: CaseResult) -> str:
+    """Under auto case timeouts, a case without a message shows its timeout and both timings."""
+    note = case.timeout.get("note") if case.timeout else None
+    return clean(note) if isinstance(note, str) else ""
 
 
 @dataclasses.dataclass
