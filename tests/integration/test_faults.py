@@ -124,6 +124,9 @@ def test_interrupt_keeps_results_and_resume_finishes(private_cache: Path, tmp_pa
     while time.monotonic() < deadline:
         if cases.exists() and '"debian-trixie-riscv64", "suite": "slow"' in cases.read_text():
             break
+        if proc.poll() is not None:  # ended on its own: say why now, not after the deadline
+            _out, err = proc.communicate()
+            pytest.fail(f"leapfrog ended (exit {proc.returncode}) before the slow suite ran on riscv64: {err[-2000:]}")
         time.sleep(0.5)
     else:
         proc.kill()
