@@ -529,7 +529,7 @@ def repro(
     given = {"root": obj.root, "targets_dir": obj.targets_dir, "suites_dir": obj.suites_dir}
     dirs = rp.project_dirs(run, given, where)
     project = load_project(dirs["root"], targets_dir=dirs["targets_dir"], suites_dir=dirs["suites_dir"])
-    timeout = case_timeout or rp.recorded_case_timeout(run)
+    timeout = case_timeout or rp.recorded_case_timeout(run, pick)
     result = rp.reproduce(
         project,
         run,

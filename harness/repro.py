@@ -172,8 +172,15 @@ def project_dirs(run: Run, given: dict[str, Path | None], where: str) -> dict[st
     return out
 
 
-def recorded_case_timeout(run: Run) -> float | None:
-    """The run's ``--case-timeout`` when it was a number of seconds (None: the suite's own)."""
+def recorded_case_timeout(run: Run, pick: Pick | None = None) -> float | None:
+    """The timeout the case ran under: its own auto timeout when the run recorded one, else
+    the run's ``--case-timeout`` when that was a number of seconds (None: the suite's own)."""
+    if pick is not None:
+        cell = run.cell(pick.target, pick.suite)
+        case = next((c for c in cell.cases if c.name == pick.case), None) if cell else None
+        seconds = (case.timeout or {}).get("seconds") if case is not None else None
+        if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) and 1 <= seconds <= 1e6:
+            return float(seconds)
     raw = recorded_options(run.argv).get("--case-timeout")
     try:
         value = float(raw) if raw is not None else None

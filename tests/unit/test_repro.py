@@ -44,6 +44,16 @@ def two_target_run(name: str = "test_a.py::test_x", *, argv: list[str] | None = 
     )
 
 
+def test_a_case_that_ran_under_an_auto_timeout_is_reproduced_under_the_same_one() -> None:
+    run = two_target_run(argv=["leapfrog", "run", "--case-timeout", "auto"])
+    pick = rp.pick_case(run, "test_a.py::test_x")
+    assert rp.recorded_case_timeout(run, pick) is None  # nothing recorded: the suite's own
+    run.cells[1].cases[0].timeout = {"seconds": 35.6, "source": "auto"}
+    assert rp.recorded_case_timeout(run, pick) == 35.6
+    run.cells[1].cases[0].timeout = {"seconds": float("nan")}  # forged: ignored
+    assert rp.recorded_case_timeout(run, pick) is None
+
+
 # ------------------------------------------------------------------ the command line
 
 
