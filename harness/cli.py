@@ -247,6 +247,15 @@ def _runnable_default(p: Project) -> list[str]:
     help="Triage classes that make the exit code 1 (comma list, or all) "
     "[slow,emulator-suspect,target-only,unknown,baseline-only: all but everywhere and infra].",
 )
+@click.option(
+    "--project",
+    "projects",
+    multiple=True,
+    type=click.Path(exists=True, path_type=Path),
+    help="Also run the pytest tests of this project folder or sdist on each target (repeat; see the README).",
+)
+@click.option("--extra", "extras", multiple=True, help="Install this extra of each --project too (repeat).")
+@click.option("--group", "groups", multiple=True, help="Install this PEP 735 dependency group of --project (repeat).")
 @click.pass_obj
 def run(
     obj: Ctx,
@@ -263,6 +272,9 @@ def run(
     no_history: bool,
     resume: Path | None,
     fail_on: str | None,
+    projects: tuple[Path, ...],
+    extras: tuple[str, ...],
+    groups: tuple[str, ...],
 ) -> None:
     """Run suites on targets and write results.json, JUnit XML and index.html."""
     from harness import known_issues as ki
@@ -278,9 +290,9 @@ def run(
     if previous and not targets:
         targets = tuple(t.name for t in previous.targets)
     if previous and not suites:
-        suites = tuple(previous.suites)
+        suites = tuple(s for s in previous.suites if not s.startswith("project:"))  # --project again for those
     target_names = _split(targets) or _runnable_default(p)
-    suite_names = _split(suites) or [s for s in p.suites if p.suites[s].kind == "in-target"]
+    suite_names = _split(suites) or ([] if projects else [s for s in p.suites if p.suites[s].kind == "in-target"])
     if not target_names:
         raise ConfigError("no target can run on this host; see `leapfrog doctor`.")
     plan = make_plan(p.pick_targets(target_names), p.pick_suites(suite_names), Shard.parse(shard) if shard else None)
@@ -289,6 +301,22 @@ def run(
         raise ConfigError(f"{known_issues}: known-issues file not found.")
     issues = ki.load(issues_file) if issues_file.exists() else []
     out_dir = resume or out or (p.root / "reports" / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    if projects:
+        from harness import project as proj
+
+        work = out_dir / "projects"
+        plan.cells.extend(
+            proj.cells(
+                projects,
+                p.pick_targets(target_names),
+                work,
+                extras=extras,
+                groups=groups,
+                progress=lambda m: console.print(m, markup=False, highlight=False),
+            )
+        )
+    elif extras or groups:
+        raise ConfigError("--extra and --group choose dependencies of a --project; pass --project PATH too.")
     options = RunOptions(
         out=out_dir,
         jobs=jobs,

@@ -336,6 +336,8 @@ class SuiteConfig:
     ports: list[int] = dataclasses.field(default_factory=list)
     #: ``case_timeout = "auto"``: each case's timeout is scaled from the baseline (harness.autotimeout).
     auto_timeout: bool = False
+    #: Why this suite's cell is not run on its target (``--project`` with a dependency nothing provides).
+    not_run: str = ""
 
     def packages_for(self, distro: str) -> list[str]:
         return list(getattr(self.packages, distro, []))

@@ -953,6 +953,9 @@ class Runner:
         info = self.run.target(name)
         assert info is not None
         pending = list(cells)
+        for c in [c for c in pending if c.suite.not_run]:  # known before the target starts (--project)
+            self._record(CellResult(name, c.suite.name, Verdict.NOT_RUN, message=c.suite.not_run))
+            pending.remove(c)
         attempts: dict[tuple[str, str], int] = {}
         while pending and not self._cancelled.is_set():
             try:

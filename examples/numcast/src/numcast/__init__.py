@@ -1,0 +1,3 @@
+"""numcast: turn measurements into integers."""
+
+__version__ = "0.1.0"
