@@ -31,8 +31,9 @@ from harness.model import Run, Status, Verdict
 if TYPE_CHECKING:
     from harness.report.types import Comparison
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
-out = Console(highlight=False, soft_wrap=True)
+# emoji=False: ":six:" in a suite name ("project:six") or in a target's text is printed as written.
+console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+out = Console(highlight=False, soft_wrap=True, emoji=False)
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
 

@@ -79,3 +79,54 @@ def test_example_project_runs_on_native_and_riscv64_with_triage(private_cache: P
         assert f'"{NOWHERE}>=1" has nothing for this target: nothing' in cell["message"]
         assert cell["cases"] == []
     assert sorted(p.relative_to(EXAMPLE) for p in EXAMPLE.rglob("*")) == before  # built from a copy
+
+
+def test_an_unmodified_sdist_and_a_pinned_wheel_on_native_and_riscv64(private_cache: Path, tmp_path: Path) -> None:
+    """six 1.17.0's own sdist (test_six.py inside) runs as it is; a project pinning six==1.16.0 gets the
+    PyPI wheel (Debian's python3-six 1.17.0 does not fit), downloaded on the host and checked."""
+    from harness import deps
+    from harness.images.fetch import fetch
+
+    data = deps.LiveSources().pypi("six")
+    assert data is not None
+    (sdist,) = [f for f in data["releases"]["1.17.0"] if f["packagetype"] == "sdist"]
+    archive = fetch(sdist["url"], sdist["digests"]["sha256"], dest_dir=tmp_path)
+    pinned = tmp_path / "pinned"
+    (pinned / "tests").mkdir(parents=True)
+    (pinned / "pyproject.toml").write_text(
+        '[build-system]\nrequires = ["setuptools>=68"]\nbuild-backend = "setuptools.build_meta"\n'
+        '[project]\nname = "pinned"\nversion = "1.0"\ndependencies = ["six==1.16.0"]\n'
+        '[tool.setuptools]\npy-modules = ["pinned"]\n'
+    )
+    (pinned / "pinned.py").write_text("import six\n\nVERSION = six.__version__\n")
+    (pinned / "tests" / "test_pin.py").write_text(
+        "import pinned\n\n\ndef test_pinned_six():\n    assert pinned.VERSION == '1.16.0'\n"
+    )
+    out = tmp_path / "r"
+    argv = [sys.executable, "-m", "harness.cli", "--root", str(ROOT), "run", "-t", f"native,{RV}"]
+    started = time.monotonic()
+    done = subprocess.run(
+        [*argv, "--project", str(archive), "--project", str(pinned), "--out", str(out), "--no-history"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+        env=cache_env(private_cache),
+    )
+    print(f"leapfrog run --project six-1.17.0.tar.gz + pinned on native + {RV} took {time.monotonic() - started:.1f} s")
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads((out / "results.json").read_text())
+    cells = {(c["target"], c["suite"]): c for c in data["cells"]}
+    for target in ("native", RV):
+        six_cell = cells[(target, "project:six")]
+        counts = {s: sum(c["status"] == s for c in six_cell["cases"]) for s in ("passed", "failed", "skipped")}
+        print(f"{target}: six {counts}, {six_cell['wall']} s")
+        assert six_cell["verdict"] == "compatible"
+        assert counts["failed"] == 0
+        assert counts["passed"] >= 180  # 200 cases; tkinter and dbm ones skip where those modules are absent
+        assert cells[(target, "project:pinned")]["verdict"] == "compatible"
+    resolved = json.loads((out / "projects" / "pinned" / "suites" / f"{RV}.deps.json").read_text())
+    (six_dep,) = resolved["requirements"]
+    assert six_dep["choice"] == "wheel"
+    debian = six_dep["offers"][0]
+    assert (debian["source"], debian["package"], debian["fits"]) == ("debian", "python3-six", False)

@@ -177,3 +177,10 @@ def test_a_not_run_project_cell_is_recorded_with_its_reason_and_the_target_never
     run = Runner(Plan([PlannedCell(target, suite)]), RunOptions(out=tmp_path / "out")).execute()
     (cell,) = run.cells
     assert (cell.verdict, cell.message) == (Verdict.NOT_RUN, reason)
+
+
+def test_a_project_suite_name_is_printed_as_written_not_as_an_emoji(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness import cli
+
+    cli._Progress().event("cell-start", {"target": "native", "suite": "project:six", "attempt": 1})
+    assert "native / project:six: running" in capsys.readouterr().err
