@@ -614,11 +614,19 @@ def debian_index(release: str, arch: str, mirror: str = DEBIAN_MIRROR) -> tuple[
     with contextlib.suppress(OSError, ValueError, KeyError):
         fetched = _dt.datetime.fromisoformat(json.loads(stamp.read_text())["fetched"])
         fresh = _dt.datetime.now(_dt.UTC) - fetched < INDEX_MAX_AGE and packages.is_file() and inrelease.is_file()
+    stale = ""
     for _attempt in range(2):
         if not fresh:
-            tmp = folder / "InRelease.new"
-            tmp.write_bytes(_get(f"{base}/InRelease"))
-            tmp.replace(inrelease)
+            try:
+                data = _get(f"{base}/InRelease")
+            except DepsError as e:
+                if not (packages.is_file() and inrelease.is_file()):
+                    raise
+                stale = f"; the mirror was not reachable ({e}), so the cached index of an earlier day is used"
+            else:
+                tmp = folder / "InRelease.new"
+                tmp.write_bytes(data)
+                tmp.replace(inrelease)
         signed = verify_inrelease(inrelease)
         digest, size = inrelease_sha256(signed, rel_path)
         have = hashlib.sha256(packages.read_bytes()).hexdigest() if packages.is_file() else ""
@@ -627,6 +635,8 @@ def debian_index(release: str, arch: str, mirror: str = DEBIAN_MIRROR) -> tuple[
         if fresh:  # the cached index does not match its own InRelease: fetch both again
             fresh = False
             continue
+        if stale:
+            raise DepsError(f"{packages} does not match its cached InRelease and {base} cannot be reached{stale}.")
         data = _get(f"{base}/{rel_path}")
         got = hashlib.sha256(data).hexdigest()
         if got != digest or len(data) != size:
@@ -639,7 +649,7 @@ def debian_index(release: str, arch: str, mirror: str = DEBIAN_MIRROR) -> tuple[
         tmp_pkg.replace(packages)
         break
     now = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
-    if not fresh:
+    if not fresh and not stale:
         stamp.write_text(json.dumps({"fetched": now, "date": inrelease_date(signed)}))
     with contextlib.suppress(OSError, ValueError, KeyError):
         now = json.loads(stamp.read_text())["fetched"]
@@ -647,7 +657,7 @@ def debian_index(release: str, arch: str, mirror: str = DEBIAN_MIRROR) -> tuple[
         url=f"{base}/{rel_path}",
         date=inrelease_date(signed),
         fetched=now,
-        verified=f"InRelease signature (gpgv, {DEBIAN_KEYRING}) and SHA-256",
+        verified=f"InRelease signature (gpgv, {DEBIAN_KEYRING}) and SHA-256{stale}",
     )
     try:
         text = lzma.decompress(packages.read_bytes()).decode("utf-8", errors="replace")

@@ -299,3 +299,61 @@ def test_html_escapes_what_pypi_and_the_requirements_say() -> None:
     assert "numpy&lt;2" in html
     section = deps.render_html(report, standalone=False)
     assert section.lstrip().startswith('<section class="deps"')
+
+
+def test_debian_index_is_verified_cached_and_used_stale_when_the_mirror_is_down(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The download path with the network faked: the Packages.xz must match the signed SHA-256; a day later
+    with the mirror down the cached, still verified index is used and says so."""
+    import datetime as dt
+    import lzma
+
+    packages_xz = lzma.compress((DATA / "Packages-trixie-riscv64").read_bytes())
+    digest = hashlib.sha256(packages_xz).hexdigest()
+    inrelease = f"Date: Sat, 21 Nov 2026\nSHA256:\n {digest} {len(packages_xz)} main/binary-riscv64/Packages.xz\n"
+    served = {
+        "http://m.invalid/debian/dists/trixie/InRelease": inrelease.encode(),
+        "http://m.invalid/debian/dists/trixie/main/binary-riscv64/Packages.xz": packages_xz,
+    }
+    fetched: list[str] = []
+
+    def get(url: str, timeout: float = 60) -> bytes:
+        fetched.append(url)
+        if url not in served:
+            raise deps.DepsError(f"cannot reach {url}")
+        return served[url]
+
+    monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path))
+    monkeypatch.setattr(deps, "_get", get)
+    monkeypatch.setattr(deps, "verify_inrelease", lambda path, keyring=deps.DEBIAN_KEYRING: path.read_text())
+    index, info = deps.debian_index("trixie", "riscv64", "http://m.invalid/debian")
+    assert index["python3-sklearn"] == "1.4.2+dfsg-8"
+    assert info.date == "Sat, 21 Nov 2026"
+    assert len(fetched) == 2
+    deps.debian_index("trixie", "riscv64", "http://m.invalid/debian")
+    assert len(fetched) == 2  # younger than a day: not asked again
+
+    stamp = next(tmp_path.rglob("Packages-riscv64.json"))
+    old = (dt.datetime.now(dt.UTC) - dt.timedelta(days=2)).isoformat()
+    stamp.write_text(json.dumps({"fetched": old, "date": ""}))
+    served.clear()
+    index, info = deps.debian_index("trixie", "riscv64", "http://m.invalid/debian")
+    assert index["python3-sklearn"] == "1.4.2+dfsg-8"
+    assert "cached index of an earlier day is used" in info.verified
+
+    packages = next(tmp_path.rglob("Packages-riscv64.xz"))
+    packages.write_bytes(lzma.compress(b"Package: python3-evil\nVersion: 9\n"))  # no longer what was signed
+    with pytest.raises(deps.DepsError, match="does not match its cached InRelease"):
+        deps.debian_index("trixie", "riscv64", "http://m.invalid/debian")
+
+
+def test_a_packages_index_that_does_not_match_the_signed_digest_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    inrelease = "SHA256:\n " + "0" * 64 + " 10 main/binary-riscv64/Packages.xz\n"
+    monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path))
+    monkeypatch.setattr(deps, "_get", lambda url, timeout=60: inrelease.encode() if url.endswith("InRelease") else b"x")
+    monkeypatch.setattr(deps, "verify_inrelease", lambda path, keyring=deps.DEBIAN_KEYRING: path.read_text())
+    with pytest.raises(deps.DepsError, match="does not match the SHA-256 its signed InRelease lists"):
+        deps.debian_index("trixie", "riscv64", "http://m.invalid/debian")
