@@ -421,7 +421,8 @@ def _render(run: Run, out_dir: Path, **kw: Any) -> list[Path]:
 
 
 def exit_code(run: Run, fail_on: Collection[str] | None = None) -> int:
-    """2 for infrastructure errors; 1 for failures no known issue explains, else 0.
+    """2 for infrastructure errors; 1 for failures no known issue explains, and for cells
+    that could not run on a target for a stated reason (``not-run`` with a message); else 0.
 
     Which failures count is :func:`harness.triage.failing`: a triaged case when
     its class is in ``fail_on`` (default: every class but everywhere and infra).
@@ -434,6 +435,8 @@ def exit_code(run: Run, fail_on: Collection[str] | None = None) -> int:
     for c in run.cells:
         if c.verdict is Verdict.INCOMPATIBLE and not c.cases:
             return EXIT_FAIL
+        if c.verdict is Verdict.NOT_RUN and c.message:  # could not run there, for a reason (a dependency
+            return EXIT_FAIL  # the target lacks): never a silent pass; an interrupted cell has no message
     return EXIT_FAIL if failing(run, DEFAULT_FAIL_ON if fail_on is None else fail_on) else EXIT_OK
 
 
