@@ -14,7 +14,8 @@ Profiles: ``chroot`` is what chroot targets need (build a Debian image with
 mmdebstrap, enter it through qemu-user); ``full`` adds docker, qemu-system and
 what the project's own tests use (chromium).  A requirement's ``kinds`` are the
 target kinds that cannot run without it; "tests" marks what only the test tier
-needs, "deps" what ``leapfrog deps`` and ``run --project`` need.
+needs, "deps" what ``leapfrog deps`` and ``run --project`` need, "profiles" what
+chroot targets with ``qemu = "debian-trixie"`` (the ISA profile targets) need.
 """
 
 from __future__ import annotations
@@ -99,6 +100,14 @@ TABLE: tuple[Requirement, ...] = (
         "the keys gpgv checks Debian's InRelease with",
         "Debian archive keyring",
     ),
+    Requirement(
+        "apt-get",
+        "apt",
+        ("profiles",),
+        "chroot",
+        "fetches Debian 13's qemu-user into leapfrog's cache (private apt configuration) for profile targets",
+    ),
+    Requirement("dpkg-deb", "dpkg", ("profiles",), "chroot", "unpacks that qemu-user package into leapfrog's cache"),
     Requirement("chromium", "chromium", ("tests",), "full", "the report's browser test"),
     Requirement("pgrep", "procps", ("tests",), "full", "the fault tests look for leftover QEMU processes"),
 )

@@ -4,9 +4,15 @@ Usage: python3 facts.py [PACKAGE ...]   versions of the named Python
 distributions are included under "packages".
 
 The ISA: under qemu-user a mounted /proc/cpuinfo describes the *host* CPU, so
-on riscv64 the extensions come from AT_HWCAP in /proc/self/auxv (qemu-user
-emulates that file for the guest); the "isa" line of /proc/cpuinfo is used
-where it exists and describes a riscv CPU (a VM or a board).
+on riscv64 the extensions come from inside the process: the ``riscv_hwprobe``
+system call (258; Linux >= 6.4, QEMU >= 8.1 for qemu-user) gives the base
+letters and the multi-letter extensions (zba, zbb, zicond, zvfh, ...) of the
+key RISCV_HWPROBE_KEY_IMA_EXT_0; where it is missing (ENOSYS, as on QEMU 7.2)
+AT_HWCAP in /proc/self/auxv gives the single letters only.  Without hwprobe,
+the "isa" line of /proc/cpuinfo is used where it exists and describes a riscv
+CPU (a VM or a board; QEMU >= 8 emulates it for the guest and it lists more,
+so it is kept in ``extra["isa_cpuinfo"]``).  ``extra["isa_source"]`` says
+which one answered.
 
 On x86-64 the flags of /proc/cpuinfo give the level (x86-64-v2/v3/v4) and the
 features that change numerical answers (``extra["x86_features"]``): AVX2 and
@@ -26,6 +32,18 @@ import struct
 import sys
 
 AT_HWCAP = 16
+SYS_RISCV_HWPROBE = 258
+HWPROBE_KEY_BASE_BEHAVIOR = 3
+HWPROBE_BASE_BEHAVIOR_IMA = 1
+HWPROBE_KEY_IMA_EXT_0 = 4
+#: Bits of RISCV_HWPROBE_KEY_IMA_EXT_0, as the kernel's uapi <asm/hwprobe.h> numbers them.
+HWPROBE_IMA_EXT_0 = (
+    "fd", "c", "v", "zba", "zbb", "zbs", "zicboz", "zbc", "zbkb", "zbkc", "zbkx", "zknd", "zkne", "zknh",
+    "zksed", "zksh", "zkt", "zvbb", "zvbc", "zvkb", "zvkg", "zvkned", "zvknha", "zvknhb", "zvksed", "zvksh",
+    "zvkt", "zfh", "zfhmin", "zihintntl", "zvfh", "zvfhmin", "zfa", "ztso", "zacas", "zicond", "zihintpause",
+    "zve32x", "zve32f", "zve64x", "zve64f", "zve64d", "zimop", "zca", "zcb", "zcd", "zcf", "zcmop", "zawrs",
+    "supm", "zicntr", "zihpm", "zfbfmin", "zvfbfmin", "zvfbfwma", "zicbom", "zaamo", "zalrsc", "zabha",
+)  # fmt: skip
 
 
 def hwcap() -> int | None:
@@ -107,19 +125,76 @@ def os_release() -> dict[str, str]:
     return {}
 
 
+def hwprobe() -> tuple[int, int] | None:
+    """(BASE_BEHAVIOR, IMA_EXT_0) from the riscv_hwprobe system call, or None where it is missing.
+
+    Only on riscv64: elsewhere 258 is another system call (mkdirat on x86-64).
+    """
+    if platform.machine() != "riscv64":
+        return None
+    try:
+        import ctypes
+    except ImportError:
+        return None
+
+    class Pair(ctypes.Structure):
+        _fields_ = [("key", ctypes.c_int64), ("value", ctypes.c_uint64)]
+
+    pairs = (Pair * 2)(Pair(HWPROBE_KEY_BASE_BEHAVIOR, 0), Pair(HWPROBE_KEY_IMA_EXT_0, 0))
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        rc = libc.syscall(ctypes.c_long(SYS_RISCV_HWPROBE), pairs, ctypes.c_size_t(2), ctypes.c_size_t(0), None,
+                          ctypes.c_uint(0))  # fmt: skip
+    except (OSError, AttributeError):
+        return None
+    if rc != 0 or pairs[1].key != HWPROBE_KEY_IMA_EXT_0:
+        return None
+    return int(pairs[0].value), int(pairs[1].value)
+
+
+def hwprobe_extensions(base: int, ext0: int) -> tuple[list[str], list[str]]:
+    """(single letters, multi-letter extensions) that hwprobe's two values name."""
+    letters = ["i", "m", "a"] if base & HWPROBE_BASE_BEHAVIOR_IMA else []
+    multi = []
+    for bit, name in enumerate(HWPROBE_IMA_EXT_0):
+        if ext0 & (1 << bit):
+            if name == "fd":
+                letters += ["f", "d"]
+            elif len(name) == 1:
+                letters.append(name)
+            else:
+                multi.append(name)
+    return letters, multi
+
+
+def _order(letters: list[str]) -> list[str]:
+    order = "imafdqcbkjtpvh"
+    return [c for c in order if c in letters] + sorted(c for c in set(letters) if c not in order)
+
+
 def riscv_isa() -> tuple[str, list[str], str]:
-    """(isa string, single-letter + multi-letter extensions, where it came from)."""
+    """(isa string, single-letter + multi-letter extensions, where it came from).
+
+    riscv_hwprobe first (the kernel's answer, what glibc, LLVM and OpenBLAS
+    ask), then the "isa" line of /proc/cpuinfo (a VM or board whose kernel
+    predates hwprobe), then AT_HWCAP (single letters only).
+    """
+    cap = hwcap()
+    probed = hwprobe()
+    if probed is not None:
+        letters, multi = hwprobe_extensions(*probed)
+        if cap is not None:
+            letters += [chr(ord("a") + i) for i in range(26) if cap & (1 << i)]
+        ordered = _order(letters)
+        return "_".join(["rv64" + "".join(ordered), *multi]), ordered + multi, "hwprobe"
     line = cpuinfo_isa()
     if line:
         base, *multi = line.split("_")
         letters = list(base[4:]) if base.startswith("rv") else []
         return line, letters + multi, "cpuinfo"
-    cap = hwcap()
     if cap is None:
         return "", [], ""
-    letters = [chr(ord("a") + i) for i in range(26) if cap & (1 << i)]
-    order = "imafdqcbkjtpvh"
-    ordered = [c for c in order if c in letters] + [c for c in letters if c not in order]
+    ordered = _order([chr(ord("a") + i) for i in range(26) if cap & (1 << i)])
     return "rv64" + "".join(ordered), ordered, "hwcap"
 
 
@@ -140,10 +215,13 @@ def package_versions(names: list[str]) -> dict[str, str]:
 def collect(packages: list[str]) -> dict[str, object]:
     arch = platform.machine()
     osr = os_release()
-    isa, extensions, source = "", [], ""
+    isa, source = "", ""
+    extensions: list[str] = []
     cpu: dict[str, str] = {}
     if arch.startswith("riscv"):
         isa, extensions, source = riscv_isa()
+        if cpuinfo_isa():  # the whole list (QEMU >= 8 emulates it for the guest; a kernel lists it)
+            cpu["isa_cpuinfo"] = cpuinfo_isa()
     elif arch in ("x86_64", "AMD64"):
         text = read_cpuinfo()
         flags = set(cpuinfo_field(text, "flags").split())

@@ -18,6 +18,13 @@ extensions on and off::
     distro = "debian"
     release = "trixie"
     arch = "riscv64"
+
+``qemu`` picks the emulator (:mod:`harness.qemu_user`): "" is the host's
+binfmt entry; ``"debian-trixie"`` is Debian 13's QEMU 10, kept in leapfrog's
+cache, and every command then runs through :mod:`harness.qemu_enter` in a
+user namespace whose own binfmt_misc sends every riscv64 program, children
+included, to that qemu (the host's binfmt is not touched).  Either way the
+``cpu`` model must be one the emulator knows, or the target does not start.
 """
 
 from __future__ import annotations
@@ -33,11 +40,12 @@ import shutil
 import signal
 import stat
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness import mounts
+from harness import mounts, qemu_user
 from harness.errors import TargetError
 from harness.images.cache import cache_root
 from harness.model import TargetFacts
@@ -165,6 +173,7 @@ class ChrootTarget(Target):
     class Options:
         cpu: str = ""  # QEMU CPU model for qemu-user, e.g. "rv64,v=true,vlen=256"
         rootfs: str = ""  # use this root filesystem folder instead of building the image
+        qemu: str = ""  # "" the host's binfmt entry; "debian-trixie" Debian 13's qemu-user from leapfrog's cache
 
     options: Options  # type: ignore[assignment]
 
@@ -175,6 +184,7 @@ class ChrootTarget(Target):
         self.lower: Path | None = None
         self.attached = False  # a view of another process's overlay: stop() leaves it alone
         self._lock_fd: int | None = None  # flock on workdir/lock, held from start() to stop()
+        self._qemu: tuple[str, str] | None = None  # (qemu binary, binfmt interpreter) once checked
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -189,6 +199,45 @@ class ChrootTarget(Target):
                 "apt-get install qemu-user-static binfmt-support && update-binfmts --enable "
                 f"qemu-{arch}   (see `leapfrog doctor`)"
             )
+        self._emulator()
+
+    def _private(self) -> bool:
+        """Whether commands run on leapfrog's own qemu, through a private binfmt_misc."""
+        return self.options.qemu != qemu_user.HOST
+
+    def _emulator(self) -> tuple[str, str]:
+        """(qemu binary, binfmt interpreter) this target runs on, checked to know its ``cpu`` model.
+
+        A foreign-architecture target on the host's binfmt entry whose CPU
+        model that emulator lacks, or on a private emulator this kernel cannot
+        give a binfmt_misc of its own, is a TargetError: it never runs on
+        another CPU or emulator than the one its file names.
+        """
+        if self._qemu is not None:
+            return self._qemu
+        arch = self.config.arch
+        qemu_user.check_source(self.options.qemu, where=str(self.config.file))
+        if self._private():
+            if arch != "riscv64":
+                raise TargetError(f'target {self.name}: qemu = "{self.options.qemu}" runs riscv64 targets only.')
+            if not qemu_user.kernel_ok():
+                raise TargetError(
+                    f'target {self.name}: qemu = "{self.options.qemu}" needs Linux 6.7 or later (a binfmt_misc of '
+                    f"its own per user namespace, so children of the target run on the same qemu); this kernel is "
+                    f"{os.uname().release}. Use a newer kernel, or remove the qemu key from {self.config.file}."
+                )
+            binary = qemu_user.cached(self.options.qemu) or qemu_user.fetch(self.options.qemu, progress=self.progress)
+            interp = str(qemu_user.interpreter(binary))
+            qemu_user.check_cpu(str(binary), self.options.cpu, target=self.name)
+            self._qemu = (str(binary), interp)
+        elif os.uname().machine == arch:
+            self._qemu = ("", "")
+        else:
+            interp = qemu_user.binfmt_interpreter(arch) or shutil.which(f"qemu-{arch}-static") or ""
+            if interp and self.options.cpu:
+                qemu_user.check_cpu(interp, self.options.cpu, target=self.name)
+            self._qemu = (interp, interp)
+        return self._qemu
 
     def _rootfs(self) -> Path:
         if self.options.rootfs:
@@ -328,14 +377,21 @@ class ChrootTarget(Target):
     ) -> Completed:
         root = self._require_root()
         inner = ["/usr/bin/env", "-C", cwd, *argv] if cwd else argv
+        outer = ["chroot", str(root), *inner]
+        if self._private():
+            _, interp = self._emulator()
+            outer = [sys.executable, "-I", str(qemu_user.ENTER), str(root), interp, str(qemu_user.BINFMT_DIR), "--"]
+            outer += inner
         done = run_process(
-            ["chroot", str(root), *inner],
+            outer,
             timeout=timeout,
             env=self.env(env),
             reported_argv=argv,
             on_timeout=lambda: _ignore(kill_rooted(root)),
         )
-        if done.exit_code == 125 and "chroot: failed to run command" in done.stderr:
+        if done.exit_code == 125 and (
+            "chroot: failed to run command" in done.stderr or "leapfrog qemu namespace:" in done.stderr
+        ):
             raise TargetError(f"target {self.name}: {done.stderr.strip()}")
         return done
 
@@ -447,11 +503,18 @@ class ChrootTarget(Target):
     def enrich_facts(self, facts: TargetFacts) -> TargetFacts:
         facts.emulation = self.emulation
         facts.cpu_model = self.options.cpu or "qemu-user default"
-        qemu = shutil.which(f"qemu-{self.config.arch}-static")
-        if qemu:
-            ver = _sh([qemu, "--version"]).stdout.splitlines()
-            if ver:
-                facts.extra["qemu"] = ver[0]
+        binary, interp = self._emulator()
+        if binary:
+            line, version, _ = qemu_user.describe(binary)
+            facts.extra["qemu"] = line
+            facts.extra["qemu_version"] = version
+            facts.extra["qemu_binary"] = binary
+            facts.extra["qemu_cpu"] = self.options.cpu or "default"
+            facts.extra["qemu_binfmt"] = (
+                f"private to the target (user namespace), {interp}, flags POCF"
+                if self._private()
+                else f"host /proc/sys/fs/binfmt_misc/qemu-{self.config.arch}, {interp}"
+            )
         return facts
 
 

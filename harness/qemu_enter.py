@@ -1,0 +1,131 @@
+"""Run one command in a chroot whose binfmt_misc is private: every riscv64 program there runs on one qemu.
+
+Usage (host Python, standard library only; run by :class:`harness.targets.chroot.ChrootTarget`)::
+
+    python3 -I qemu_enter.py ROOT INTERPRETER MOUNTPOINT -- ARGV...
+
+The command runs in a new user namespace (uids and gids mapped one to one, so
+root stays root for every file of the image) and a new mount namespace.  In
+them a binfmt_misc instance of its own (Linux >= 6.7: one instance per user
+namespace) is mounted on MOUNTPOINT and given one entry: riscv64 ELF programs
+run through INTERPRETER, opened now (flag F), so the chroot needs no copy of
+it.  Every process the command starts (``subprocess``, pytest workers, a
+shell's children) lives in the same user namespace and so runs on the same
+qemu; the host's own binfmt entry is neither read nor changed.  The CPU model
+travels in ``QEMU_CPU``, which children inherit with the environment.
+
+Exit status: the command's; 125 with a message on stderr when the namespace
+cannot be set up (the chroot backend turns that into a TargetError); 126/127
+when the command cannot be executed, as ``env`` does.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import sys
+
+CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
+MS_REC = 0x4000
+MS_SLAVE = 0x80000
+#: The full id range, mapped to itself: root in the namespace is root for every file of the image.
+ID_MAP = "0 0 4294967295"
+#: riscv64 ELF executables and shared objects (the magic and mask Debian's qemu-user registers).
+RISCV64_MAGIC = r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xf3\x00"
+RISCV64_MASK = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff"
+ENTRY = "leapfrog-riscv64"
+SETUP_FAILED = 125
+PREFIX = "leapfrog qemu namespace: "
+
+
+def register_line(interpreter: str) -> str:
+    """The line written to binfmt_misc's ``register``: P keeps argv[0], O/C as Debian does, F opens it now."""
+    return f":{ENTRY}:M::{RISCV64_MAGIC}:{RISCV64_MASK}:{interpreter}:POCF"
+
+
+def _fail(msg: str) -> None:
+    os.write(2, (PREFIX + msg + "\n").encode())
+    os._exit(SETUP_FAILED)
+
+
+def _child(root: str, interpreter: str, mountpoint: str, argv: list[str], ready: int, go: int) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
+        _fail(
+            f"unshare(CLONE_NEWUSER|CLONE_NEWNS) failed: {os.strerror(ctypes.get_errno())}; "
+            "user namespaces must be allowed (sysctl user.max_user_namespaces > 0, "
+            "kernel.apparmor_restrict_unprivileged_userns = 0)."
+        )
+    os.write(ready, b"1")
+    os.close(ready)
+    if os.read(go, 1) != b"1":
+        _fail("the parent could not write the id maps of the new user namespace.")
+    os.close(go)
+    # Nothing mounted here may reach the host: every mount below becomes a slave.
+    if libc.mount(b"none", b"/", None, MS_REC | MS_SLAVE, None) != 0:
+        _fail(f"could not make the mounts private: {os.strerror(ctypes.get_errno())}.")
+    if libc.mount(b"binfmt_misc", mountpoint.encode(), b"binfmt_misc", 0, None) != 0:
+        _fail(
+            f'mounting binfmt_misc on "{mountpoint}" failed: {os.strerror(ctypes.get_errno())}; '
+            "a binfmt_misc of its own per user namespace needs Linux 6.7 or later "
+            f"(this kernel is {os.uname().release})."
+        )
+    try:
+        with open(os.path.join(mountpoint, "register"), "w", encoding="ascii") as f:
+            f.write(register_line(interpreter))
+    except OSError as e:
+        _fail(f'registering "{interpreter}" with the private binfmt_misc failed: {e}.')
+    try:
+        os.chroot(root)
+        os.chdir("/")
+    except OSError as e:
+        _fail(f'chroot to "{root}" failed: {e}.')
+    try:
+        os.execvp(argv[0], argv)  # noqa: S606 - the command the target was asked to run, as an argv
+    except OSError as e:
+        os.write(2, f"leapfrog: failed to run command '{argv[0]}': {e.strerror}\n".encode())
+        os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+
+
+def main(args: list[str]) -> int:
+    if len(args) < 5 or args[3] != "--":
+        sys.stderr.write("usage: qemu_enter.py ROOT INTERPRETER MOUNTPOINT -- ARGV...\n")
+        return 2
+    root, interpreter, mountpoint, argv = args[0], args[1], args[2], args[4:]
+    ready_r, ready_w = os.pipe()
+    go_r, go_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(ready_r)
+        os.close(go_w)
+        try:
+            _child(root, interpreter, mountpoint, argv, ready_w, go_r)
+        finally:
+            os._exit(SETUP_FAILED)
+    os.close(ready_w)
+    os.close(go_r)
+    # A signal for this process is passed on to the command (its group is killed on a timeout anyway).
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda s, _f: os.kill(pid, s))
+    if os.read(ready_r, 1) == b"1":
+        try:
+            for name in ("uid_map", "gid_map"):
+                with open(f"/proc/{pid}/{name}", "w", encoding="ascii") as f:
+                    f.write(ID_MAP)
+            os.write(go_w, b"1")
+        except OSError as e:
+            sys.stderr.write(f"{PREFIX}writing /proc/{pid}/uid_map failed: {e}; leapfrog must run as root.\n")
+    os.close(go_w)
+    while True:
+        try:
+            _, status = os.waitpid(pid, 0)
+            break
+        except InterruptedError:  # pragma: no cover - PEP 475 retries for us
+            continue
+    return os.waitstatus_to_exitcode(status) if os.WIFEXITED(status) else 128 + os.WTERMSIG(status)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
