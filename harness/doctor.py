@@ -65,6 +65,7 @@ def run_checks() -> list[Check]:
         f"{APT} qemu-user-static binfmt-support && update-binfmts --enable qemu-riscv64"
     )
     checks.append(Check("binfmt riscv64", ok, detail, fix, ("chroot", "docker")))
+    checks.extend(profile_checks())
     docker_ok, docker_detail = _docker()
     checks.append(
         Check(
@@ -105,3 +106,37 @@ def install_all(gaps: list[Check]) -> str:
     """One command that installs the packages of every gap a package fixes, or ""."""
     pkgs = sorted({c.package for c in gaps if c.package})
     return f"{APT} {' '.join(pkgs)}" if pkgs else ""
+
+
+#: The ISA profile targets and the qemu-user they run on (targets/debian-trixie-riscv64-<profile>.toml).
+PROFILES = {"rva20": "debian-trixie", "rva22": "debian-trixie", "rva23": "debian-trixie"}
+
+
+def profile_checks(*, release: str | None = None) -> list[Check]:
+    """One line per ISA profile: can this host run it, and if not, the exact step that makes it so.
+
+    A profile runs on Debian 13's qemu-user from leapfrog's cache (fetched on
+    first use, changing nothing on the host) in a private binfmt_misc, which
+    needs Linux >= 6.7; the host's own qemu-user (QEMU 7.2 on Debian 12) knows
+    no profile CPU models.
+    """
+    from harness import qemu_user
+
+    checks = []
+    kernel = release or os.uname().release
+    for name, source in PROFILES.items():
+        target = f"debian-trixie-riscv64-{name}"
+        if not qemu_user.kernel_ok(kernel):
+            ok, detail = False, f"Linux {kernel} has no binfmt_misc per user namespace (needs 6.7)"
+            fix = f"boot Linux 6.7 or later to run {target}; the host's qemu-user knows no {name} CPU model"
+        elif (binary := qemu_user.cached(source)) is not None:
+            version = qemu_user.meta(source).get("version_line") or str(binary)
+            ok, detail, fix = True, f"{version}, cached in {qemu_user.qemu_dir(source)}", ""
+        else:
+            ok = shutil.which("apt-get") is not None and Path(qemu_user.KEYRING).exists()
+            detail = f"Debian 13's qemu-user is fetched into leapfrog's cache on first use of {target}"
+            fix = f"{qemu_user.FETCH_HINT}   (nothing on the host changes)"
+            if not ok:
+                fix = f"{APT} apt debian-archive-keyring && {fix}"
+        checks.append(Check(f"profile {name}", ok, detail, fix, ("profiles",), ""))
+    return checks

@@ -232,3 +232,24 @@ def test_the_binfmt_entry_opens_the_interpreter_now_and_keeps_argv0() -> None:
 def test_the_enter_helper_refuses_a_malformed_command_line(capsys: pytest.CaptureFixture[str]) -> None:
     assert qemu_enter.main(["/root", "/interp"]) == 2
     assert "usage: qemu_enter.py ROOT INTERPRETER MOUNTPOINT -- ARGV" in capsys.readouterr().err
+
+
+def test_doctor_says_which_profiles_run_here_and_how_to_get_the_rest(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness.doctor import profile_checks
+
+    monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path / "cache"))
+    old = {c.name: c for c in profile_checks(release="6.1.0")}
+    assert set(old) == {"profile rva20", "profile rva22", "profile rva23"}
+    assert not old["profile rva23"].ok
+    assert "Linux 6.7 or later" in old["profile rva23"].fix
+    fresh = profile_checks(release="6.18.0")[2]
+    assert "fetched into leapfrog's cache on first use" in fresh.detail
+    assert qemu_user.FETCH_HINT in fresh.fix
+    cached = qemu_user.qemu_dir("debian-trixie")
+    fake_qemu(cached / "root" / "usr" / "bin", "10.0.13", QEMU10_CPUS)
+    (cached / "meta.json").write_text('{"version_line": "qemu-riscv64 version 10.0.13 (Debian)"}')
+    ready = profile_checks(release="6.18.0")[2]
+    assert ready.ok
+    assert ready.detail == f"qemu-riscv64 version 10.0.13 (Debian), cached in {cached}"

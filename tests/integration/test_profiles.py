@@ -1,0 +1,82 @@
+"""ISA profile targets: each runs the shared image on Debian 13's QEMU 10 with its CPU model, children included.
+
+For rva20, rva22 and rva23 the target is started for real (root, the cached
+image, the cached or freshly fetched qemu-user), its facts are read from
+inside (riscv_hwprobe), and a child process that the target's Python starts
+with ``subprocess`` reads them again: it must see the same extensions, so it
+ran on the same emulator and CPU model.  A child whose environment was emptied
+still runs on QEMU 10 (the private binfmt entry; QEMU 7.2 has no hwprobe),
+but on QEMU's default CPU: the model travels in QEMU_CPU.  About 20 s per profile.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from harness.config import load_project
+from harness.images import CachedImage
+from harness.targets import make_target
+from harness.targets.chroot import ChrootTarget
+from tests.integration.conftest import ROOT
+
+pytestmark = pytest.mark.chroot
+
+#: What each profile must show, and what it must not.
+PROMISED = {
+    "rva20": ({"i", "m", "a", "f", "d", "c"}, {"zba", "zbb", "zbs", "v", "zicond"}),
+    "rva22": ({"i", "m", "a", "f", "d", "c", "zba", "zbb", "zbs", "zicboz"}, {"v", "zicond"}),
+    "rva23": ({"i", "m", "a", "f", "d", "c", "v", "zba", "zbb", "zbs", "zicond", "zfa"}, set()),
+}
+
+CHILD = """
+import json, os, subprocess, sys
+kept = subprocess.run([sys.executable, sys.argv[1]], capture_output=True, text=True, check=True)
+empty = subprocess.run([sys.executable, sys.argv[1]], capture_output=True, text=True, env={}, check=True)
+print(json.dumps({"child": json.loads(kept.stdout.splitlines()[-1]), "empty_env": json.loads(empty.stdout)}))
+"""
+
+
+@pytest.fixture(params=sorted(PROMISED))
+def profile_target(request: pytest.FixtureRequest, debian_image: CachedImage) -> Iterator[ChrootTarget]:
+    config = load_project(ROOT).targets[f"debian-trixie-riscv64-{request.param}"]
+    target = make_target(config, progress=lambda m: print(m, flush=True))
+    assert isinstance(target, ChrootTarget)
+    target.start()
+    try:
+        yield target
+    finally:
+        target.stop()
+
+
+def test_a_profile_target_shows_its_extensions_and_so_do_its_children(
+    profile_target: ChrootTarget, debian_image: CachedImage
+) -> None:
+    name = profile_target.name.rsplit("-", 1)[1]
+    want, never = PROMISED[name]
+    assert profile_target.image_id == debian_image.path.name  # the shared image, no build of its own
+
+    facts = profile_target.facts()
+    assert facts.extra["isa_source"] == "hwprobe"
+    assert want <= set(facts.extensions), facts.isa
+    assert not never & set(facts.extensions), facts.isa
+    assert facts.extra["qemu_version"].startswith("10."), facts.extra
+    assert facts.cpu_model == profile_target.options.cpu
+    assert facts.extra["qemu_cpu"] == profile_target.options.cpu
+    assert facts.extra["qemu_binfmt"].startswith("private to the target")
+
+    tmp = profile_target.make_temp_dir()
+    profile_target.put(ROOT / "harness" / "probe" / "facts.py", f"{tmp}/facts.py")
+    local = profile_target.local_path(f"{tmp}/child.py")
+    assert local is not None
+    local.write_text(CHILD)
+    done = profile_target.run(["python3", f"{tmp}/child.py", f"{tmp}/facts.py"], timeout=300)
+    assert done.ok, done.stderr
+    out = json.loads(done.stdout.splitlines()[-1])
+    assert out["child"]["extensions"] == facts.extensions  # same emulator, same CPU model
+    assert out["child"]["extra"]["isa_source"] == "hwprobe"  # QEMU 10: QEMU 7.2 has no hwprobe
+    # A child started with an empty environment loses QEMU_CPU but still runs on QEMU 10 (hwprobe answers).
+    assert out["empty_env"]["extra"]["isa_source"] == "hwprobe"
+    print(name, "empty-env child:", out["empty_env"]["isa"])
