@@ -441,16 +441,19 @@ def exit_code(run: Run, fail_on: Collection[str] | None = None) -> int:
 
 
 def _print_changes(comparison: Comparison) -> None:
+    """Every change, worst first; a timing change says which test decided it ("+19 ms < 50 ms floor")."""
     if not comparison.changes:
         out.print(f"no changes since {comparison.base_run_id}")
         return
     out.print(f"\nchanges since {comparison.base_run_id}:")
-    order = ["new-failure", "slower", "fixed", "faster", "new", "gone"]
+    order = ["new-failure", "verdict-worse", "slower", "fixed", "verdict-better", "verdict", "faster"]
+    order += ["new", "gone", "noise"]
     for change in sorted(comparison.changes, key=lambda c: order.index(c.kind) if c.kind in order else 99):
         ratio = f" (x{change.ratio:.2f})" if change.ratio else ""
+        where = f"{change.target} / {change.suite}" + (f" / {printable(change.case)}" if change.case else "")
+        why = f"  [{printable(change.reason)}]" if change.reason and change.case else ""
         out.print(
-            f"  {change.kind:12} {change.target} / {change.suite} / {printable(change.case)}: "
-            f"{change.before or '-'} -> {change.after or '-'}{ratio}",
+            f"  {change.kind:14} {where}: {change.before or '-'} -> {change.after or '-'}{ratio}{why}",
             markup=False,
             highlight=False,
         )
@@ -611,39 +614,98 @@ def history_cmd(db: Path | None, limit: int) -> None:
     type=click.FloatRange(min=1.01),
     default=1.5,
     show_default=True,
-    help="A case or latency metric this many times slower is a regression.",
+    help="A case or timing metric this many times slower (a rate this many times lower) is a change.",
 )
-def compare(base: str, new: str, db: Path | None, threshold: float) -> None:
+@click.option(
+    "--min-change",
+    type=click.FloatRange(min=0),
+    default=0.05,
+    show_default=True,
+    metavar="SECONDS",
+    help="A slower case, or single timing metric (*_ms, *_s), is a regression only past this many seconds.",
+)
+@click.option(
+    "--min-median-change",
+    type=click.FloatRange(min=0),
+    default=0.001,
+    show_default=True,
+    metavar="SECONDS",
+    help="The same floor for a median over repeats (a *median* metric with its *p90* beside it).",
+)
+@click.option(
+    "--history",
+    "history_runs",
+    type=click.IntRange(min=0),
+    default=5,
+    show_default=True,
+    metavar="N",
+    help="A regression must exceed the spread of the last N recorded runs of the same target and suite.",
+)
+@click.option(
+    "--min-history",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    metavar="N",
+    help="Earlier runs a rate (*_per_s, qps) needs before it can be a regression: it has no absolute floor.",
+)
+def compare(
+    base: str,
+    new: str,
+    db: Path | None,
+    threshold: float,
+    min_change: float,
+    min_median_change: float,
+    history_runs: int,
+    min_history: int,
+) -> None:
     """Compare two runs (run ids from `leapfrog history`, or report folders).
 
-    Exit 1 when NEW has new failures or regressions against BASE.
+    Exit 1 when NEW has new failures, worse cell verdicts, or slower cases or
+    metrics against BASE. A slower case must be --threshold times slower, by at
+    least --min-change seconds, and by more than the spread (max - min) of that
+    case over the last --history runs in the history database (or, for a median
+    metric, than its p90 - median); otherwise it is listed as noise, with the
+    test that decided.
     """
     from harness import history
     from harness.report import load_run
 
-    def side(ref: str) -> tuple[str, Any]:
+    rules = history.Rules(
+        threshold=threshold,
+        min_change=min_change,
+        min_median_change=min_median_change,
+        min_history=min_history,
+        history=history_runs,
+    )
+
+    def side(ref: str) -> tuple[str, str, history.Snapshot | None]:
         path = Path(ref)
         if path.is_dir():
             r = load_run(path)
-            return r.run_id, history.load_cases_from_run(r)
-        return ref, None
+            return r.run_id, r.started, history.load_cases_from_run(r)
+        return ref, "", None
 
-    (bid, bdata), (nid, ndata) = side(base), side(new)
-    if bdata is None or ndata is None:
-        with history.connect(db) as conn:
-            if bdata is None:
-                bdata = (history._cases(conn, bid), history._metrics(conn, bid))
-            if ndata is None:
-                ndata = (history._cases(conn, nid), history._metrics(conn, nid))
+    (bid, _, bdata), (nid, nstarted, ndata) = side(base), side(new)
+    with history.connect(db) as conn:
+        if bdata is None:
+            bdata = history.snapshot(conn, bid)
+        if ndata is None:
+            ndata = history.snapshot(conn, nid)
+            row = conn.execute("SELECT started FROM runs WHERE run_id = ?", (nid,)).fetchone()
+            nstarted = row[0] if row else ""
         for rid, data in ((bid, bdata), (nid, ndata)):
-            if not data[0]:
-                raise ConfigError(f'no run "{rid}" with cases in the history; see `leapfrog history` or pass a folder.')
-    comparison = history.diff(bdata, ndata, base_id=bid, new_id=nid, threshold=threshold)
+            if not data.cases and not data.verdicts:
+                raise ConfigError(f'no run "{rid}" in the history; see `leapfrog history` or pass a report folder.')
+        seen = history.spread(conn, nid, nstarted, set(ndata.verdicts), history_runs)
+    comparison = history.diff(bdata, ndata, base_id=bid, new_id=nid, rules=rules, spread=seen)
     _print_changes(comparison)
     bad = history.regressions(comparison)
+    noise = sum(c.kind == "noise" for c in comparison.changes)
     out.print(
         f"\n{len(bad)} regression(s): {sum(c.kind == 'new-failure' for c in bad)} new failure(s), "
-        f"{sum(c.kind == 'slower' for c in bad)} slower"
+        f"{sum(c.kind == 'verdict-worse' for c in bad)} worse verdict(s), "
+        f"{sum(c.kind == 'slower' for c in bad)} slower; {noise} change(s) within the noise"
     )
     sys.exit(EXIT_FAIL if bad else EXIT_OK)
 

@@ -9,6 +9,7 @@ history`` lists runs and ``leapfrog compare A B`` prints what changed.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import sqlite3
@@ -19,7 +20,10 @@ import platformdirs
 
 from harness.errors import ConfigError
 from harness.model import Run, Status
-from harness.report.types import CaseChange, Comparison, RunSummary
+from harness.report.compare import DEFAULT_RULES, Rules, Snapshot, Spread, lower_is_better, regressions
+from harness.report.types import Comparison, RunSummary
+
+__all__ = ["Rules", "Snapshot", "Spread", "lower_is_better", "regressions"]
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -51,10 +55,8 @@ CREATE TABLE IF NOT EXISTS metrics (
 CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
 """
 
-#: A case (or a latency metric) this many times slower than before is a regression.
-DEFAULT_THRESHOLD = 1.5
-#: Cases shorter than this (seconds) are too noisy to call slower.
-MIN_DURATION = 0.05
+#: A case (or a latency metric) this many times slower than before is a change (see ``Rules``).
+DEFAULT_THRESHOLD = DEFAULT_RULES.threshold
 MESSAGE_KEEP = 2000
 
 
@@ -184,8 +186,9 @@ def before_recording(
     base = previous_comparable(run, db=db)
     if base:
         with connect(db) as conn:
-            before = (_cases(conn, base), _metrics(conn, base))
-        comparison = diff(before, load_cases_from_run(run), base_id=base, new_id=run.run_id)
+            before = snapshot(conn, base)
+            seen = spread(conn, run.run_id, run.started, {(c.target, c.suite) for c in run.cells})
+        comparison = diff(before, load_cases_from_run(run), base_id=base, new_id=run.run_id, spread=seen)
     rows = [r for r in summaries(db=db, limit=limit) if r.run_id != run.run_id] + [summary_of(run)]
     rows.sort(key=lambda r: r.started)
     return comparison, rows[-limit:]
@@ -213,9 +216,50 @@ def _metrics(conn: sqlite3.Connection, run_id: str) -> dict[tuple[str, str, str,
     return {(t, s, n, k): v for t, s, n, k, v in rows}
 
 
-def load_cases_from_run(
-    run: Run,
-) -> tuple[dict[CaseKey, tuple[str, float, str]], dict[tuple[str, str, str, str], float]]:
+def _verdicts(conn: sqlite3.Connection, run_id: str) -> dict[tuple[str, str], str]:
+    rows = conn.execute("SELECT target, suite, verdict FROM cells WHERE run_id = ?", (run_id,))
+    return {(t, s): v or "" for t, s, v in rows}
+
+
+def snapshot(conn: sqlite3.Connection, run_id: str) -> Snapshot:
+    """What comparing needs of a recorded run: its cases, numeric metrics and cell verdicts."""
+    return Snapshot(_cases(conn, run_id), _metrics(conn, run_id), _verdicts(conn, run_id))
+
+
+def spread(
+    conn: sqlite3.Connection, run_id: str, started: str, cells: set[tuple[str, str]], last: int = DEFAULT_RULES.history
+) -> Spread:
+    """Durations of passed cases and numeric metrics in the ``last`` runs of each (target, suite) cell
+    recorded before ``started`` (never ``run_id`` itself; cells that did not run are skipped)."""
+    durations: dict[CaseKey, dict[str, float]] = {}
+    metrics: dict[tuple[str, str, str, str], dict[str, float]] = {}
+    for target, suite in sorted(cells):
+        ids = [
+            r[0]
+            for r in conn.execute(
+                "SELECT c.run_id FROM cells c JOIN runs r ON r.run_id = c.run_id WHERE c.target = ? AND c.suite = ? "
+                "AND r.started <= ? AND r.run_id != ? AND c.verdict NOT IN ('infra-error', 'not-run') "
+                "ORDER BY r.started DESC LIMIT ?",
+                (target, suite, started, run_id, max(last, 0)),
+            )
+        ]
+        marks = ",".join("?" * len(ids))
+        for rid, name, duration in conn.execute(
+            f"SELECT run_id, name, duration FROM cases WHERE target = ? AND suite = ? AND status = 'passed' "  # noqa: S608 - placeholders only
+            f"AND run_id IN ({marks})",
+            (target, suite, *ids),
+        ):
+            durations.setdefault((target, suite, name), {})[rid] = float(duration or 0.0)
+        for rid, name, key, num in conn.execute(
+            f"SELECT run_id, name, key, num FROM metrics WHERE target = ? AND suite = ? AND num IS NOT NULL "  # noqa: S608 - placeholders only
+            f"AND run_id IN ({marks})",
+            (target, suite, *ids),
+        ):
+            metrics.setdefault((target, suite, name, key), {})[rid] = float(num)
+    return Spread(durations, metrics)
+
+
+def load_cases_from_run(run: Run) -> Snapshot:
     cases = {}
     metrics = {}
     for c in run.cells:
@@ -224,79 +268,29 @@ def load_cases_from_run(
             for key, v in k.metrics.items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     metrics[(c.target, c.suite, k.name, key)] = float(v)
-    return cases, metrics
-
-
-def _bad(status: str) -> bool:
-    return Status(status).is_bad
-
-
-def lower_is_better(key: str) -> bool | None:
-    """Latency-like metrics get worse going up, throughput-like going down; others are not judged."""
-    k = key.lower()
-    # Rates first: "tcp_echo_mb_per_s" ends in "_s" too, and more of it is better.
-    if k.endswith(("qps", "_per_s", "_per_sec", "throughput", "_ips")) or k in ("ips", "fps"):
-        return False
-    if k.endswith(("_ms", "_us", "_s", "_seconds", "latency")) or k in ("ms", "seconds"):
-        return True
-    return None
+    return Snapshot(cases, metrics, {(c.target, c.suite): c.verdict.value for c in run.cells})
 
 
 def diff(
-    base: tuple[dict[CaseKey, tuple[str, float, str]], dict[tuple[str, str, str, str], float]],
-    new: tuple[dict[CaseKey, tuple[str, float, str]], dict[tuple[str, str, str, str], float]],
+    base: tuple[dict[CaseKey, tuple[str, float, str]], dict[tuple[str, str, str, str], float]] | Snapshot,
+    new: tuple[dict[CaseKey, tuple[str, float, str]], dict[tuple[str, str, str, str], float]] | Snapshot,
     *,
     base_id: str,
     new_id: str,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | None = None,
+    rules: Rules = DEFAULT_RULES,
+    spread: Spread | None = None,
 ) -> Comparison:
-    """What changed from ``base`` to ``new``: failures, fixes, slower and faster cases and metrics."""
-    b_cases, b_metrics = base
-    n_cases, n_metrics = new
-    changes: list[CaseChange] = []
-    cells_in_both = {(t, s) for t, s, _ in b_cases} & {(t, s) for t, s, _ in n_cases}
-    for key in sorted(set(b_cases) | set(n_cases)):
-        t, s, name = key
-        if (t, s) not in cells_in_both:
-            continue  # a cell one run did not run at all is not a change of the software
-        before, after = b_cases.get(key), n_cases.get(key)
-        if before is None and after is not None:
-            changes.append(CaseChange(t, s, name, "new", "", after[0]))
-            if _bad(after[0]) and not after[2]:
-                changes.append(CaseChange(t, s, name, "new-failure", "(absent)", after[0]))
-            continue
-        if after is None and before is not None:
-            changes.append(CaseChange(t, s, name, "gone", before[0], ""))
-            continue
-        assert before is not None
-        assert after is not None
-        if not _bad(before[0]) and _bad(after[0]) and not after[2]:
-            changes.append(CaseChange(t, s, name, "new-failure", before[0], after[0]))
-        elif _bad(before[0]) and not _bad(after[0]):
-            changes.append(CaseChange(t, s, name, "fixed", before[0], after[0]))
-        elif before[0] == after[0] == "passed" and max(before[1], after[1]) >= MIN_DURATION and before[1] > 0:
-            ratio = after[1] / before[1]
-            if ratio >= threshold:
-                changes.append(CaseChange(t, s, name, "slower", f"{before[1]:.3f}s", f"{after[1]:.3f}s", ratio))
-            elif ratio <= 1 / threshold:
-                changes.append(CaseChange(t, s, name, "faster", f"{before[1]:.3f}s", f"{after[1]:.3f}s", ratio))
-    for mkey in sorted(set(b_metrics) & set(n_metrics)):
-        t, s, name, metric = mkey
-        direction = lower_is_better(metric)
-        old, now = b_metrics[mkey], n_metrics[mkey]
-        if direction is None or old <= 0 or now <= 0:
-            continue
-        worse = now / old if direction else old / now
-        label = f"{name} [{metric}]"
-        if worse >= threshold:
-            changes.append(CaseChange(t, s, label, "slower", f"{old:g}", f"{now:g}", worse))
-        elif worse <= 1 / threshold:
-            changes.append(CaseChange(t, s, label, "faster", f"{old:g}", f"{now:g}", worse))
-    return Comparison(base_run_id=base_id, run_id=new_id, changes=changes)
+    """What changed from ``base`` to ``new`` (see :func:`harness.report.compare.diff`)."""
+    from harness.report import compare
+
+    if threshold is not None:
+        rules = dataclasses.replace(rules, threshold=threshold)
+    return compare.diff(Snapshot(*base), Snapshot(*new), base_id=base_id, new_id=new_id, rules=rules, spread=spread)
 
 
 def compare_ids(
-    base_id: str, new_id: str, *, db: Path | None = None, threshold: float = DEFAULT_THRESHOLD
+    base_id: str, new_id: str, *, db: Path | None = None, threshold: float | None = None, rules: Rules = DEFAULT_RULES
 ) -> Comparison:
     with connect(db) as conn:
         known = {r[0] for r in conn.execute("SELECT run_id FROM runs")}
@@ -305,9 +299,10 @@ def compare_ids(
                 from harness.config import suggest
 
                 raise ConfigError(f'no run "{rid}" in the history{suggest(rid, known)}; see `leapfrog history`.')
-        base = (_cases(conn, base_id), _metrics(conn, base_id))
-        new = (_cases(conn, new_id), _metrics(conn, new_id))
-    return diff(base, new, base_id=base_id, new_id=new_id, threshold=threshold)
+        base, new = snapshot(conn, base_id), snapshot(conn, new_id)
+        row = conn.execute("SELECT started FROM runs WHERE run_id = ?", (new_id,)).fetchone()
+        seen = spread(conn, new_id, row[0], set(new.verdicts), rules.history)
+    return diff(base, new, base_id=base_id, new_id=new_id, threshold=threshold, rules=rules, spread=seen)
 
 
 def previous_comparable(run: Run, *, db: Path | None = None) -> str | None:
@@ -323,7 +318,3 @@ def previous_comparable(run: Run, *, db: Path | None = None) -> str | None:
             if cells & {(t, s) for t, s in theirs}:
                 return str(rid)
     return None
-
-
-def regressions(comparison: Comparison) -> list[CaseChange]:
-    return [c for c in comparison.changes if c.kind in ("new-failure", "slower")]

@@ -12,10 +12,14 @@ class CaseChange:
     target: str
     suite: str
     case: str
-    kind: str  # "new-failure" | "fixed" | "slower" | "faster" | "new" | "gone"
-    before: str  # status, or duration/metric text, before
+    #: "new-failure" | "fixed" | "slower" | "faster" | "noise" | "new" | "gone", or for a whole cell
+    #: (``case`` empty) "verdict-worse" | "verdict-better" | "verdict".
+    kind: str
+    before: str  # status, verdict, or duration/metric text, before
     after: str
     ratio: float | None = None
+    #: Which test decided a timing change ("+19 ms < 50 ms floor", "within history spread …").
+    reason: str = ""
 
 
 @dataclasses.dataclass(frozen=True)

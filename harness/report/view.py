@@ -33,14 +33,29 @@ MAX_CHANGES_SHOWN: Final = 200
 MAX_FAILURES_SHOWN: Final = 100
 
 STATUS_ORDER: Final = [s.value for s in Status]
-CHANGE_ORDER: Final = ["new-failure", "fixed", "slower", "faster", "new", "gone"]
+CHANGE_ORDER: Final = [
+    "new-failure",
+    "verdict-worse",
+    "fixed",
+    "verdict-better",
+    "verdict",
+    "slower",
+    "faster",
+    "new",
+    "gone",
+    "noise",
+]
 CHANGE_TITLES: Final = {
     "new-failure": "New failures",
+    "verdict-worse": "Worse cell verdicts",
     "fixed": "Fixed",
+    "verdict-better": "Better cell verdicts",
+    "verdict": "Cell verdicts changed",
     "slower": "Slower",
     "faster": "Faster",
     "new": "New cases",
     "gone": "Cases gone",
+    "noise": "Within the noise (not regressions)",
 }
 #: Case groups, in the order a cell shows them.
 GROUPS: Final = ["new-failure", "flaky", "known-issue", "other"]
@@ -334,6 +349,7 @@ class ChangeRow:
     after: str
     ratio: str
     href: str
+    reason: str = ""  # which test decided a timing change
 
 
 @dataclasses.dataclass
@@ -488,7 +504,8 @@ def _mark(ch: CaseChange, base_run: str, case: str) -> ChangeMark:
         what = ch.case[len(case) + 1 :] + " "  # "[metric] "
     ratio_text = f" {ratio(ch.ratio)}" if ch.ratio else ""
     kind = clean(ch.kind, 100).replace("-", " ")
-    text = f"{kind} {what}since {base_run}: {ch.before or '—'} → {ch.after or '—'}{ratio_text}"
+    why = f" ({ch.reason})" if ch.reason else ""
+    text = f"{kind} {what}since {base_run}: {ch.before or '—'} → {ch.after or '—'}{ratio_text}{why}"
     return ChangeMark(kind_class(ch.kind), clean(text, 600))
 
 
@@ -688,6 +705,7 @@ def change_kinds(report: Report) -> list[ChangeKind]:
                 after=clean(ch.after, 200),
                 ratio=ratio(ch.ratio),
                 href=report.case_href(ch.target, ch.suite, ch.case),
+                reason=clean(ch.reason, 300) if ch.case else "",
             )
             for ch in items[:MAX_CHANGES_SHOWN]
         ]

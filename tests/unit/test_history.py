@@ -16,7 +16,7 @@ from harness.merge import merge_runs
 from harness.model import CaseResult, CellResult, Run, Status, TargetFacts, TargetInfo, Verdict
 
 
-def run_with(run_id: str, started: str, statuses: dict[str, tuple[Status, float]], p99: float = 10.0) -> Run:
+def run_with(run_id: str, started: str, statuses: dict[str, tuple[Status, float]], p99: float = 100.0) -> Run:
     cases = [CaseResult(name, st, d) for name, (st, d) in statuses.items()]
     cases[0].metrics["p99_ms"] = p99
     return Run(
@@ -34,7 +34,7 @@ B = run_with(
     "B",
     "2026-01-02T00:00:00",
     {"a": (Status.PASSED, 2.0), "b": (Status.FAILED, 1.0), "c": (Status.PASSED, 1.0), "d": (Status.PASSED, 0.1)},
-    p99=30.0,
+    p99=300.0,  # +200 ms: clears the 50 ms floor (a single timing of +20 ms would be noise)
 )
 
 
