@@ -130,7 +130,8 @@ def test_interrupt_keeps_results_and_resume_finishes(private_cache: Path, tmp_pa
         time.sleep(0.5)
     else:
         proc.kill()
-        pytest.fail("the slow suite never started on riscv64")
+        _out, err = proc.communicate()  # closes the pipes too
+        pytest.fail(f"the slow suite never started on riscv64: {err[-2000:]}")
     proc.send_signal(signal.SIGINT)
     _stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 130, stderr[-2000:]
