@@ -26,11 +26,18 @@ Environment:
 ``LEAPFROG_MISSING_PACKAGES`` packages the target's distribution lacks: a test
                            module that cannot import because of them is
                            ``skipped`` with that reason, not an error
+``LEAPFROG_MAX_CHILD_CASES`` child cases one case may record (default 20000)
+
+Child cases: a case that runs tests of its own (the ``upstream`` suite runs a
+package's test suite in a subprocess) appends them to the ``child_cases``
+fixture; each is recorded as a case named ``<this case>::<child name>``, just
+before the case itself, with its status, duration and a bounded message.
 """
 
 from __future__ import annotations
 
 import faulthandler
+import hashlib
 import json
 import math
 import os
@@ -38,7 +45,7 @@ import signal
 import sys
 import threading
 import time
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Set
 
 import pytest
 
@@ -54,6 +61,13 @@ _CURRENT = 0.0
 #: stuck in C code never returns to Python to see the soft one).
 _HARD_GRACE = float(os.environ.get("LEAPFROG_HARD_GRACE", "30") or 30)
 TIMEOUT_MARK = "leapfrog-case-timeout"
+#: Child cases one case may record; past it they are counted in its ``child_cases_dropped`` metric.
+_CHILD_LIMIT = int(os.environ.get("LEAPFROG_MAX_CHILD_CASES", "20000") or 20000)
+#: Bytes of message kept per child case (thousands of them may come from one case).
+_CHILD_MESSAGE_LIMIT = 4096
+#: Characters of a child's whole name (the runner keeps 1000): longer ones are cut and given a hash.
+_CHILD_NAME_LIMIT = 900
+_CHILD_STATUSES = ("passed", "failed", "error", "skipped", "xfailed", "xpassed", "timeout")
 
 
 class CaseTimeout(BaseException):
@@ -98,6 +112,7 @@ class _State:
         self.output: List[str] = []
         self.duration = 0.0
         self.metrics: Dict[str, Any] = {}
+        self.children: List[Any] = []
 
 
 _STATE: Dict[str, _State] = {}
@@ -221,6 +236,62 @@ def metrics(request: Any) -> Dict[str, Any]:
     return state.metrics
 
 
+@pytest.fixture
+def child_cases(request: Any) -> List[Any]:
+    """A list for the tests a case ran itself, each recorded as a case of its own.
+
+    Append ``{"name": ..., "status": ..., "duration": s, "message": ...}``;
+    ``status`` is one of passed, failed, error, skipped, xfailed, xpassed,
+    timeout (anything else is ``error``).  The case ``<this case>::<name>`` is
+    recorded just before this case, whatever this case's own outcome.
+    """
+    return _STATE.setdefault(request.node.nodeid, _State()).children
+
+
+def _child_name(parent: str, name: Any) -> str:
+    """``parent::name`` on one line, at most ``_CHILD_NAME_LIMIT`` characters (a cut name ends in a hash)."""
+    text = " ".join(str(name).split())
+    full = "%s::%s" % (parent, text)
+    if len(full) <= _CHILD_NAME_LIMIT:
+        return full
+    digest = hashlib.sha256(full.encode("utf-8", errors="replace")).hexdigest()[:12]
+    return "%s...#%s" % (full[: _CHILD_NAME_LIMIT - 16], digest)
+
+
+def _child_records(parent: str, state: _State) -> List[Dict[str, Any]]:
+    """The valid child cases of ``parent``, bounded; the rest counted in its ``child_cases_dropped`` metric."""
+    out: List[Dict[str, Any]] = []
+    seen: Set[str] = set()
+    dropped = 0
+    for child in state.children:
+        name = child.get("name") if isinstance(child, dict) else None
+        if not isinstance(name, str) or not name.strip() or len(out) >= _CHILD_LIMIT:
+            dropped += 1
+            continue
+        full = _child_name(parent, name)
+        if full in seen or full == parent:
+            dropped += 1
+            continue
+        seen.add(full)
+        status = child.get("status")
+        duration = child.get("duration")
+        ok = isinstance(duration, (int, float)) and not isinstance(duration, bool) and math.isfinite(duration)
+        out.append(
+            {
+                "event": "case",
+                "name": full,
+                "status": status if status in _CHILD_STATUSES else "error",
+                "duration": round(max(0.0, float(duration)), 6) if ok else 0.0,
+                "message": _bound(str(child.get("message") or ""), _CHILD_MESSAGE_LIMIT),
+                "output": "",
+                "metrics": {},
+            }
+        )
+    if dropped:
+        state.metrics["child_cases_dropped"] = dropped
+    return out
+
+
 def _on_alarm(signum: int, frame: Any) -> None:
     raise CaseTimeout("%s: case exceeded %g s" % (TIMEOUT_MARK, _CURRENT))
 
@@ -298,6 +369,8 @@ def pytest_runtest_protocol(item: Any, nextitem: Any) -> Any:
                 _WATCHDOG.disarm()
             signal.signal(signal.SIGALRM, previous)
     state = _STATE.pop(item.nodeid, _State())
+    for record in _child_records(item.nodeid, state):  # before the case: a resumed run records them again
+        _emit(record)
     _emit(
         {
             "event": "case",

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.model import CaseResult
 from harness.probe import PROBE_DIR
 from harness.runner import parse_probe_lines
 
@@ -170,3 +171,202 @@ def test_sigwait():
     records = run_probe(tmp_path, body, LEAPFROG_CASE_TIMEOUT="30")
     out = parse_probe_lines([json.dumps(r) for r in records])
     assert [(c.name, c.status.value) for c in out.cases] == [("test_s.py::test_sigwait", "passed")]
+
+
+# ------------------------------------------------------------------ child cases
+
+
+CHILDREN = """
+import pytest
+
+def test_parent(child_cases, metrics):
+    metrics["own"] = 1
+    child_cases.append({"name": "pkg/tests/test_a.py::test_ok", "status": "passed", "duration": 0.5, "message": ""})
+    child_cases.append(
+        {"name": "pkg/tests/test_a.py::test_bad", "status": "failed", "duration": float("nan"), "message": "m" * 9000}
+    )
+    child_cases.append({"name": "pkg/tests/test_a.py::test_odd", "status": "exploded", "duration": True})
+    child_cases.append({"name": "pkg/tests/test_a.py::test_ok", "status": "passed"})  # twice: dropped
+    child_cases.append({"name": "   ", "status": "passed"})  # no name: dropped
+    child_cases.append("not a dict")  # dropped
+    child_cases.append({"name": "x" * 5000, "status": "skipped", "message": "Skipped: long"})
+    child_cases.append({"name": "pkg/t.py::test_two\\nlines", "status": "xfailed", "message": "known"})
+    pytest.fail("the parent fails after recording its children")
+
+def test_next():
+    pass
+"""
+
+
+def test_child_cases_are_recorded_before_their_case_bounded_and_validated(tmp_path: Path) -> None:
+    records = run_probe(tmp_path, CHILDREN)
+    out = parse_probe_lines([json.dumps(r) for r in records])
+    names = [c.name for c in out.cases]
+    parent = "test_s.py::test_parent"
+    assert names[-2:] == [parent, "test_s.py::test_next"]
+    children = {c.name: c for c in out.cases[:-2]}
+    assert all(n.startswith(parent + "::") for n in children)
+    ok, bad, odd = (children[f"{parent}::pkg/tests/test_a.py::{t}"] for t in ("test_ok", "test_bad", "test_odd"))
+    assert (ok.status.value, ok.duration) == ("passed", 0.5)
+    assert (bad.status.value, bad.duration) == ("failed", 0.0)  # NaN seconds dropped
+    assert "truncated by leapfrog" in bad.message
+    assert len(bad.message) < 4300
+    assert (odd.status.value, odd.duration) == ("error", 0.0)  # unknown status; a bool is no duration
+    assert children[f"{parent}::pkg/t.py::test_two lines"].status.value == "xfailed"
+    (long,) = [n for n in children if "xxx" in n]
+    assert len(long) <= 900
+    assert long.rsplit("#", 1)[1].isalnum()
+    assert len(children) == 5
+    own = out.cases[-2]
+    assert own.status.value == "failed"
+    assert own.metrics == {"own": 1, "child_cases_dropped": 3}
+
+
+def test_child_cases_past_the_cap_are_counted_not_recorded(tmp_path: Path) -> None:
+    body = """
+def test_many(child_cases):
+    child_cases.extend({"name": f"t{i}", "status": "passed"} for i in range(7))
+"""
+    records = run_probe(tmp_path, body, LEAPFROG_MAX_CHILD_CASES="3")
+    out = parse_probe_lines([json.dumps(r) for r in records])
+    assert [c.name for c in out.cases] == [
+        "test_s.py::test_many::t0", "test_s.py::test_many::t1", "test_s.py::test_many::t2", "test_s.py::test_many",
+    ]
+    assert out.cases[-1].metrics == {"child_cases_dropped": 4}
+
+
+# ------------------------------------------------------------------ the upstream suite's child cases
+
+UPSTREAM = Path(__file__).resolve().parents[2] / "suites" / "upstream"
+
+FAKE_TESTS = """
+import time, pytest
+
+def test_pass(): pass
+
+def test_fail(): assert 1 == 2, "upstream bug"
+
+@pytest.mark.skip(reason="not on this platform")
+def test_skip(): pass
+
+@pytest.mark.xfail(reason="known upstream")
+def test_xfail(): assert False
+
+@pytest.mark.xfail(reason="may pass")
+def test_xpass(): pass
+
+@pytest.mark.xfail(reason="must fail", strict=True)
+def test_xpass_strict(): pass
+
+@pytest.fixture
+def broken(): raise RuntimeError("setup broke")
+
+def test_setup_error(broken): pass
+
+@pytest.fixture
+def bad_teardown():
+    yield
+    raise RuntimeError("teardown broke")
+
+def test_teardown_error(bad_teardown): pass
+
+@pytest.mark.parametrize("n", [1, 2])
+def test_param(n): pass
+"""
+
+
+def run_upstream(tmp_path: Path, tests: dict[str, str], **settings: object) -> list[CaseResult]:
+    """The real upstream suite under the probe, its one selection ``--pyargs fakepkg``.
+
+    ``tests`` are files under fakepkg/tests (a package), or under fakepkg/ when their name has a slash.
+    """
+    pkg = tmp_path / "site" / "fakepkg"
+    (pkg / "tests").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "tests" / "__init__.py").write_text("")
+    for name, body in tests.items():
+        path = pkg / name if "/" in name else pkg / "tests" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(body)
+    results = tmp_path / "results.jsonl"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(PROBE_DIR), str(tmp_path / "site")]),
+        "LEAPFROG_RESULTS": str(results),
+        "LEAPFROG_SETTINGS": json.dumps({"select_fake": "--pyargs fakepkg", **settings}),
+    }
+    subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "leapfrog_probe", "-p", "no:cacheprovider", "-q",
+         "--basetemp", str(tmp_path / "basetemp"), "--rootdir", str(UPSTREAM), str(UPSTREAM)],
+        env=env, cwd=tmp_path, capture_output=True, check=False, timeout=120,
+    )
+    return parse_probe_lines(results.read_text().splitlines()).cases
+
+
+def counts_and_children(cases: list[CaseResult]) -> tuple[CaseResult, dict[str, CaseResult]]:
+    """The selection's case and its child cases by upstream test name; they all come before it."""
+    *children, parent = cases
+    assert parent.name == "test_upstream.py::test_upstream[fake]"
+    prefix = parent.name + "::"
+    assert all(c.name.startswith(prefix) for c in children)
+    return parent, {c.name.removeprefix(prefix): c for c in children}
+
+
+def assert_totals_are_the_counts(parent: CaseResult, children: dict[str, CaseResult]) -> None:
+    for status in ("passed", "failed", "error", "skipped", "xfailed", "timeout"):
+        assert parent.metrics[status] == sum(1 for c in children.values() if c.status.value == status), status
+    assert not any(c.status.value in ("xpassed", "crashed") for c in children.values())
+
+
+def test_upstream_tests_are_child_cases_whose_totals_are_the_counts(tmp_path: Path) -> None:
+    files = {
+        "test_a.py": FAKE_TESTS,
+        "test_broken.py": "import fakepkg.not_a_module_of_it\n",  # the package itself is broken: an error
+        "test_needs_dep.py": "import a_test_dependency_not_installed\n",  # the target lacks it: skipped
+        "core/__init__.py": "",
+        "core/tests/test_no_init.py": "def test_c(): pass\n",  # a tests folder without __init__.py, as numpy's
+    }
+    parent, children = counts_and_children(run_upstream(tmp_path, files))
+    a = "fakepkg/tests/test_a.py::"
+    assert {n: c.status.value for n, c in children.items()} == {
+        f"{a}test_pass": "passed", f"{a}test_fail": "failed", f"{a}test_skip": "skipped",
+        f"{a}test_xfail": "xfailed", f"{a}test_xpass": "passed", f"{a}test_xpass_strict": "failed",
+        f"{a}test_setup_error": "error", f"{a}test_teardown_error": "error",
+        f"{a}test_param[1]": "passed", f"{a}test_param[2]": "passed",
+        "fakepkg/tests/test_broken.py": "error", "fakepkg/tests/test_needs_dep.py": "skipped",
+        "fakepkg/core/tests/test_no_init.py::test_c": "passed",
+    }
+    assert_totals_are_the_counts(parent, children)
+    m = parent.metrics
+    assert (m["collected"], m["not_run"], m["xpass_not_strict"], m["uncollected_modules"]) == (11, 0, 1, 1)
+    assert children[f"{a}test_skip"].message == "Skipped: not on this platform"
+    assert children[f"{a}test_xfail"].message == "known upstream"
+    assert children[f"{a}test_xpass"].message.startswith("XPASS: passed although marked xfail (not strict): may pass")
+    assert children[f"{a}test_fail"].message.startswith("AssertionError: upstream bug")
+    assert "teardown broke" in children[f"{a}test_teardown_error"].message
+    assert "not_a_module_of_it" in children["fakepkg/tests/test_broken.py"].message
+    assert "a_test_dependency_not_installed" in children["fakepkg/tests/test_needs_dep.py"].message
+    assert children[f"{a}test_pass"].duration > 0
+    assert parent.status.value == "failed"
+    assert f"{a}test_fail [failed]: AssertionError: upstream bug" in parent.message
+
+
+def test_upstream_tests_left_unrun_by_the_budget_are_counted_not_cases(tmp_path: Path) -> None:
+    body = "import time\nimport pytest\n@pytest.mark.parametrize('i', range(8))\ndef test_slow(i): time.sleep(0.3)\n"
+    parent, children = counts_and_children(run_upstream(tmp_path, {"test_slow.py": body}, budget_s=0.5))
+    m = parent.metrics
+    assert m["collected"] == 8
+    assert 0 < m["not_run"] < 8
+    assert len(children) == m["passed"] == 8 - m["not_run"]
+    assert m["completed"] is False
+    assert parent.status.value == "passed"
+
+
+def test_an_upstream_test_still_running_when_the_selection_is_killed_is_a_timeout(tmp_path: Path) -> None:
+    body = "import time\ndef test_quick(): pass\ndef test_hangs(): time.sleep(120)\ndef test_never(): pass\n"
+    parent, children = counts_and_children(run_upstream(tmp_path, {"test_h.py": body}, budget_s=1, grace_s=4))
+    h = "fakepkg/tests/test_h.py::"
+    assert {n: c.status.value for n, c in children.items()} == {f"{h}test_quick": "passed", f"{h}test_hangs": "timeout"}
+    assert "still running after its 1 s budget plus 4 s grace" in children[f"{h}test_hangs"].message
+    assert parent.status.value == "failed"
+    assert_totals_are_the_counts(parent, children)
