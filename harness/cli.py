@@ -302,20 +302,20 @@ def run(
         raise ConfigError(f"{known_issues}: known-issues file not found.")
     issues = ki.load(issues_file) if issues_file.exists() else []
     out_dir = resume or out or (p.root / "reports" / _dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    project_deps: list[Any] = []  # model.ProjectDeps of each --project
     if projects:
         from harness import project as proj
 
         work = out_dir / "projects"
-        plan.cells.extend(
-            proj.cells(
-                projects,
-                p.pick_targets(target_names),
-                work,
-                extras=extras,
-                groups=groups,
-                progress=lambda m: console.print(m, markup=False, highlight=False),
-            )
+        project_cells, project_deps = proj.plan(
+            projects,
+            p.pick_targets(target_names),
+            work,
+            extras=extras,
+            groups=groups,
+            progress=lambda m: console.print(m, markup=False, highlight=False),
         )
+        plan.cells.extend(project_cells)
     elif extras or groups:
         raise ConfigError("--extra and --group choose dependencies of a --project; pass --project PATH too.")
     options = RunOptions(
@@ -332,6 +332,9 @@ def run(
     if case_timeout == "auto" or (case_timeout is None and any(c.suite.auto_timeout for c in plan.cells)):
         options.history_slowdowns = _history_slowdowns(plan, db)
     runner = Runner(plan, options, emit=_Progress().event)
+    if project_deps:  # results.json and the report carry each project's dependency table (a --resume's are kept)
+        again = {d.suite for d in project_deps}
+        runner.run.projects = [d for d in runner.run.projects if d.suite not in again] + project_deps
     console.print(
         f"leapfrog {__version__}: {len(runner.plan.cells)} cell(s) on {len(runner.plan.targets())} target(s)"
         f"{' (resuming)' if previous else ''} -> {out_dir}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.model import Run, Verdict
+from harness.model import ProjectDeps, Run, Verdict
 from harness.report import load_run
 
 
@@ -44,6 +44,13 @@ def merge_runs(runs: list[Run]) -> Run:
                     f"cell {c.target} / {c.suite} was run by two of the merged folders; "
                     "shards must not overlap (use --shard K/N with the same N for each)."
                 )
+        for d in r.projects:  # a project's dependency table: every target column any shard has, once
+            have_deps = next((m for m in merged.projects if m.suite == d.suite), None)
+            if have_deps is None:
+                merged.projects.append(ProjectDeps(d.suite, d.version, d.source, list(d.targets)))
+            else:
+                known = {col.get("target") for col in have_deps.targets}
+                have_deps.targets += [col for col in d.targets if col.get("target") not in known]
     merged.cells.sort(key=lambda c: (c.target, c.suite))
     merged.targets.sort(key=lambda t: t.name)
     return merged

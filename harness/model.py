@@ -322,6 +322,84 @@ class TargetInfo:
         )
 
 
+#: Bounds on a project's dependency table read back from results.json: characters
+#: of one text, and items of one list (targets, requirements, offers).
+MAX_DEPS_TEXT = 1000
+MAX_DEPS_ITEMS = 500
+#: Where a requirement came from (``harness.deps.CHOICES``); anything else reads back as "none".
+DEPS_CHOICES = ("not-needed", "installed", "distro", "wheel", "sdist", "none")
+_OFFER_TEXT = ("source", "package", "version", "url", "sha256", "note")
+_COLUMN_TEXT = ("target", "distro", "release", "arch", "python", "index_error", "not_run")
+
+
+def _deps_text(value: object) -> str:
+    return value[:MAX_DEPS_TEXT] if isinstance(value, str) else ""
+
+
+def _deps_list(value: object) -> list[dict[str, Any]]:
+    return [v for v in value[:MAX_DEPS_ITEMS] if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def clean_deps_column(d: object) -> dict[str, Any]:
+    """One target's column of a project's dependency table, every key checked (the text came from
+    PyPI and distribution indexes, and the file from disk): known keys only, text bounded, lists capped.
+    """
+    col = d if isinstance(d, dict) else {}
+    out: dict[str, Any] = {k: _deps_text(col.get(k)) for k in _COLUMN_TEXT}
+    tags = col.get("wheel_tags")
+    out["wheel_tags"] = [_deps_text(t) for t in tags[:4] if isinstance(t, str)] if isinstance(tags, list) else []
+    index = col.get("index")
+    keys = ("url", "date", "fetched", "verified")
+    out["index"] = {k: _deps_text(index.get(k)) for k in keys} if isinstance(index, dict) else None
+    reqs = []
+    for r in _deps_list(col.get("requirements")):
+        offers = [
+            {**{k: _deps_text(o.get(k)) for k in _OFFER_TEXT}, "fits": o.get("fits") is True}
+            for o in _deps_list(r.get("offers"))
+        ]
+        choice = r.get("choice")
+        reqs.append(
+            {
+                "requirement": _deps_text(r.get("requirement")),
+                "name": _deps_text(r.get("name")),
+                "choice": choice if choice in DEPS_CHOICES else "none",
+                "offers": offers,
+            }
+        )
+    out["requirements"] = reqs
+    return out
+
+
+@dataclasses.dataclass
+class ProjectDeps:
+    """A ``--project`` of the run: where each of its requirements came from on each target.
+
+    Written by :mod:`harness.project` when the run is planned; the HTML report
+    shows it as the project's dependency table.  A column has the shape of a
+    target in ``leapfrog deps --json`` plus ``not_run`` (see ``docs/results-schema.md``).
+    """
+
+    suite: str  # "project:<name>", the suite its cells have
+    version: str = ""
+    source: str = ""  # the folder or sdist given to --project
+    targets: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"suite": self.suite, "version": self.version, "source": self.source, "targets": self.targets}
+
+    @classmethod
+    def from_dict(cls, d: object) -> ProjectDeps | None:
+        """The project as results.json holds it, cleaned; None when it has no suite name."""
+        if not isinstance(d, dict) or not isinstance(d.get("suite"), str) or not d["suite"]:
+            return None
+        return cls(
+            suite=_deps_text(d["suite"]),
+            version=_deps_text(d.get("version")),
+            source=_deps_text(d.get("source")),
+            targets=[clean_deps_column(t) for t in _deps_list(d.get("targets"))],
+        )
+
+
 @dataclasses.dataclass
 class Run:
     """Targets x suites executed once."""
@@ -335,6 +413,8 @@ class Run:
     baseline: str = "native"  # the target slowdowns are measured against
     targets: list[TargetInfo] = dataclasses.field(default_factory=list)
     cells: list[CellResult] = dataclasses.field(default_factory=list)
+    #: The ``--project`` folders of the run and their dependency tables (none: the key is left out).
+    projects: list[ProjectDeps] = dataclasses.field(default_factory=list)
 
     def cell(self, target: str, suite: str) -> CellResult | None:
         for c in self.cells:
@@ -360,7 +440,7 @@ class Run:
         return seen
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "schema": SCHEMA_VERSION,
             "run_id": self.run_id,
             "started": self.started,
@@ -372,9 +452,13 @@ class Run:
             "targets": [t.to_dict() for t in self.targets],
             "cells": [c.to_dict() for c in self.cells],
         }
+        if self.projects:
+            out["projects"] = [p.to_dict() for p in self.projects]
+        return out
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Run:
+        projects = d.get("projects")
         return cls(
             run_id=str(d["run_id"]),
             started=str(d["started"]),
@@ -385,4 +469,9 @@ class Run:
             baseline=str(d.get("baseline", "native")),
             targets=[TargetInfo.from_dict(t) for t in d.get("targets", [])],
             cells=[CellResult.from_dict(c) for c in d.get("cells", [])],
+            projects=[
+                p
+                for p in map(ProjectDeps.from_dict, projects[:MAX_DEPS_ITEMS] if isinstance(projects, list) else [])
+                if p is not None
+            ],
         )

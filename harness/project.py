@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 import email.parser
+import json
 import re
 import shutil
 import subprocess
@@ -45,6 +46,7 @@ from packaging.utils import canonicalize_name
 from harness import deps
 from harness.config import SuiteConfig, SuitePackages, TargetConfig
 from harness.errors import ConfigError, LeapfrogError
+from harness.model import ProjectDeps, clean_deps_column
 from harness.plan import PlannedCell
 
 PREFIX = "project:"
@@ -344,7 +346,7 @@ def suite_config(built: Built, plan: TargetPlan, folder: Path, distro: str) -> S
     )
 
 
-def cells(
+def plan(
     paths: Iterable[Path],
     targets: list[TargetConfig],
     work: Path,
@@ -353,14 +355,19 @@ def cells(
     groups: Iterable[str] = (),
     sources: deps.LiveSources | None = None,
     progress: Callable[[str], None] = lambda _m: None,
-) -> list[PlannedCell]:
-    """A plan cell per target for each project in ``paths`` (suite folders written under ``work``)."""
+) -> tuple[list[PlannedCell], list[ProjectDeps]]:
+    """A plan cell per target for each project in ``paths`` (suite folders written under ``work``), and each
+    project's dependency table (one column per target, as ``leapfrog deps --json`` gives it, plus ``not_run``)
+    for results.json and the report; each column is also written to ``suites/<target>.deps.json``.
+    """
     live = sources or deps.LiveSources()
     out: list[PlannedCell] = []
+    tables: list[ProjectDeps] = []
     for path in paths:
         folder = work / re.sub(r"[^A-Za-z0-9._-]", "_", path.resolve().name)
         progress(f"project {path}: building its wheel on the host")
         built = prepare(path, folder, extras, groups)
+        table = ProjectDeps(suite=PREFIX + built.name, version=built.version, source=str(path))
         for target in targets:
             platform = deps.platform_for(target)
             progress(f"project {built.name}: resolving {len(built.requirements)} requirement(s) for {target.name}")
@@ -371,13 +378,18 @@ def cells(
             write_suite(built, tplan, suite_dir)
             distro = target.image.distro if target.image else ""
             out.append(PlannedCell(target, suite_config(built, tplan, suite_dir, distro)))
+            index = live.indexes.get((platform.distro, platform.release, platform.arch))
+            column = deps.TargetDeps(platform, tplan.resolutions, index[1] if index else None)
+            column.index_error = live.errors.get(target.name, "")
+            raw = {**column.to_dict(), "not_run": tplan.not_run}
+            table.targets.append(clean_deps_column(raw))  # the shape results.json documents, every key present
             (folder / "suites" / f"{suite_dir.name}.deps.json").write_text(
-                _json([r.to_dict() for r in tplan.resolutions], tplan.not_run), encoding="utf-8"
+                json.dumps(raw, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
             )
-    return out
+        tables.append(table)
+    return out, tables
 
 
-def _json(resolutions: list[dict[str, Any]], not_run: str) -> str:
-    import json
-
-    return json.dumps({"not_run": not_run, "requirements": resolutions}, indent=2, ensure_ascii=False) + "\n"
+def cells(paths: Iterable[Path], targets: list[TargetConfig], work: Path, **kw: Any) -> list[PlannedCell]:
+    """The plan cells of :func:`plan` alone."""
+    return plan(paths, targets, work, **kw)[0]

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from harness import deps, project
+from harness import deps, model, project
 from harness.config import ImageSpec, SuiteConfig, TargetConfig, load_project
 from harness.model import Verdict
 from harness.plan import Plan, PlannedCell
@@ -184,3 +184,39 @@ def test_a_project_suite_name_is_printed_as_written_not_as_an_emoji(capsys: pyte
 
     cli._Progress().event("cell-start", {"target": "native", "suite": "project:six", "attempt": 1})
     assert "native / project:six: running" in capsys.readouterr().err
+
+
+def test_plan_gives_each_projects_dependency_table_for_results_json(
+    tmp_path: Path, project_root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table the run report shows: one cleaned column per target, as `leapfrog deps --json` has it."""
+    targets = load_project(project_root).targets
+    src = tmp_path / "src"
+    (src / "tests").mkdir(parents=True)
+    (src / "tests" / "test_a.py").write_text("def test_a():\n    assert True\n")
+    built = project.Built("demo", "1.0", src, make_wheel(tmp_path, "demo", "1.0", ["numpy>=1.24"]), [])
+    built.requirements.append(Requirement("numpy>=1.24"))
+    monkeypatch.setattr(project, "prepare", lambda *_a, **_k: built)
+    index = deps.IndexInfo("http://deb.example/Packages.xz", "today", "now", "gpgv")
+
+    class Recorded(deps.LiveSources):
+        def sources(self) -> deps.Sources:
+            self.indexes[("debian", "trixie", "riscv64")] = ({"python3-numpy": "1:2.2.4+ds-1"}, index)
+            return deps.Sources(
+                distro=lambda _p: {"python3-numpy": "1:2.2.4+ds-1"},
+                pypi=lambda _n: None,
+                installed=lambda _p, _n: "2.3.1",
+            )
+
+    picked = [targets["native"], targets["debian-trixie-riscv64"]]
+    cells, tables = project.plan([src], picked, tmp_path / "work", sources=Recorded())
+    assert [c.key for c in cells] == [("native", "project:demo"), ("debian-trixie-riscv64", "project:demo")]
+    (table,) = tables
+    assert (table.suite, table.version, table.source) == ("project:demo", "1.0", str(src))
+    native, rv = table.targets
+    assert (native["target"], native["requirements"][0]["choice"]) == ("native", "installed")
+    assert (rv["distro"], rv["arch"], rv["index"]["url"]) == ("debian", "riscv64", index.url)
+    (numpy,) = rv["requirements"]
+    assert (numpy["choice"], numpy["offers"][0]["package"]) == ("distro", "python3-numpy")
+    assert rv == model.clean_deps_column(rv)  # already in the shape results.json reads back
+    assert (model.ProjectDeps.from_dict(table.to_dict()) or table).targets == table.targets
