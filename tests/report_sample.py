@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import random
+from typing import Any
 
-from harness.model import CaseResult, CellResult, Run, Status, TargetFacts, TargetInfo, Verdict, verdict_for
+from harness.model import (
+    CaseResult,
+    CellResult,
+    ProjectDeps,
+    Run,
+    Status,
+    TargetFacts,
+    TargetInfo,
+    Verdict,
+    verdict_for,
+)
 from harness.report.types import CaseChange, Comparison, RunSummary
 
 #: Text that must never become markup, script, or break the page.
@@ -198,7 +209,22 @@ def hostile_run() -> Run:
             CellResult(f"rv{EVIL}", f"s{EVIL}", Verdict.PARTIAL, cases(), wall=20.0, log=EVIL, message=EVIL),
             CellResult(f"dead{EVIL}", f"s{EVIL}", Verdict.INFRA_ERROR, [], message=EVIL),
         ],
+        projects=[hostile_project_deps()],
     )
+
+
+def hostile_project_deps() -> ProjectDeps:
+    """A --project's dependency table where every text (from PyPI, an index, the project) is hostile."""
+    offer = {"package": EVIL, "version": EVIL, "fits": True, "url": EVIL, "sha256": EVIL, "note": EVIL}
+    requirement = {"requirement": EVIL, "name": EVIL, "choice": EVIL}
+    column: dict[str, Any] = dict.fromkeys(("target", "distro", "release", "arch", "python", "index_error"), EVIL)
+    column["not_run"] = EVIL
+    column["index"] = {"url": EVIL, "date": EVIL, "fetched": EVIL, "verified": EVIL}
+    column["requirements"] = [
+        {**requirement, "offers": [{**offer, "source": "debian"}, {**offer, "source": "pypi-wheel"}]},
+        {**requirement, "name": f"2{EVIL}", "offers": [{**offer, "source": "pypi-sdist"}, {**offer, "source": EVIL}]},
+    ]
+    return ProjectDeps(f"project:{EVIL}", EVIL, EVIL, [column, {**column, "target": f"rv{EVIL}", "index": None}])
 
 
 def hostile_comparison(run: Run) -> Comparison:

@@ -29,6 +29,7 @@ import jinja2.bccache
 from harness.images.cache import cache_root
 from harness.model import Metric, Run
 from harness.report import charts as _charts
+from harness.report import project_deps
 from harness.report.types import Comparison, RunSummary
 from harness.report.view import Report, build, change_kinds, target_colors, triage_view
 
@@ -131,7 +132,9 @@ def render_html(
                 _write(cells_dir / name, page.render(report=report, v=v, page=i, start=start, stop=stop))
     elif cells_dir.is_dir() and not any(cells_dir.iterdir()):
         cells_dir.rmdir()
-    html = env.get_template("index.html.j2").render(report=report, charts=_chart_context(run, report))
+    html = env.get_template("index.html.j2").render(
+        report=report, charts=_chart_context(run, report), projects=project_deps.sections(run)
+    )
     path = out / "index.html"
     _write(path, html)
     return path

@@ -11,6 +11,7 @@ nowhere: its cells are not-run with the reason, and no target starts for them.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -72,6 +73,15 @@ def test_example_project_runs_on_native_and_riscv64_with_triage(private_cache: P
     facts = {t["name"]: t["facts"] for t in data["targets"]}
     assert facts[RV]["packages"]["numcast"] == "0.1.0"  # the project's own wheel, installed in the target
     assert facts[RV]["packages"]["numpy"].startswith("2.")  # Debian's python3-numpy
+    # The report's dependency table of the project: on riscv64 numpy is Debian's package, with its version.
+    index = (out / "index.html").read_text(encoding="utf-8")
+    table = index[index.index('<section class="deps" id="deps-project-numcast') :]
+    row = re.search(r"<tr><td><code>numpy&gt;=1.24</code></td>(.*?)</tr>", table[: table.index("</section>")], re.S)
+    assert row is not None, table[:3000]
+    (native_choice, _), (rv_choice, rv_text) = re.findall(r'<td class="dep-([\w-]+)">([^<]*)', row.group(1))
+    assert (native_choice, rv_choice) == ("installed", "distro")
+    assert rv_text.startswith("python3-numpy 2."), rv_text
+    assert [t["target"] for t in data["projects"][0]["targets"]] == ["native", RV]  # results.json carries it
 
     for target in ("native", RV):
         cell = cells[(target, "project:lacking")]

@@ -6,10 +6,22 @@ import re
 import time
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from harness.model import CaseResult, CellResult, Run, Status, TargetFacts, TargetInfo, Verdict
+from harness.model import (
+    MAX_DEPS_ITEMS,
+    MAX_DEPS_TEXT,
+    CaseResult,
+    CellResult,
+    ProjectDeps,
+    Run,
+    Status,
+    TargetFacts,
+    TargetInfo,
+    Verdict,
+)
 from harness.report import render_all
 from harness.report.html import render_html
 from harness.report.types import RunSummary
@@ -141,6 +153,10 @@ def test_hostile_text_is_escaped_everywhere(tmp_path: Path, split: bool) -> None
         assert "[31m" not in text  # ANSI colour codes dropped
     index = pages[0].read_text(encoding="utf-8")
     assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in index
+    # The --project dependency table (names, versions, files from PyPI and the indexes) is there, escaped.
+    deps = index[index.index('<section class="deps"') : index.index('id="targets"')]
+    assert "&lt;script&gt;window.__pwned = 1&lt;/script&gt;" in deps
+    assert 'class="dep-distro"' in deps
     assert "javascript:" not in [h[:11] for h in Page(index).hrefs()]
 
 
@@ -493,3 +509,147 @@ def test_render_all_triages_and_keeps_results_json_in_step(tmp_path: Path) -> No
     before = (tmp_path / "results.json").stat().st_mtime_ns
     render_all(run, tmp_path)  # nothing changed: results.json is left alone
     assert (tmp_path / "results.json").stat().st_mtime_ns == before
+
+
+# --------------------------------------------------------------------------- --project dependencies
+
+RV = "debian-trixie-riscv64"
+DEBIAN_INDEX = "http://deb.debian.org/debian/dists/trixie/main/binary-riscv64/Packages.xz"
+
+
+def numcast_deps() -> ProjectDeps:
+    """examples/numcast as ``run --project`` records it: numpy installed on native, Debian's on riscv64."""
+    native: dict[str, Any] = {"target": "native", "distro": "native", "release": "", "arch": "x86_64", "python": "3.13"}
+    native["requirements"] = [
+        {
+            "requirement": "numpy>=1.24",
+            "name": "numpy",
+            "choice": "installed",
+            "offers": [{"source": "installed", "package": "numpy", "version": "2.3.1", "fits": True}],
+        }
+    ]
+    rv: dict[str, Any] = {"target": RV, "distro": "debian", "release": "trixie", "arch": "riscv64", "python": "3.13"}
+    rv["index"] = {
+        "url": DEBIAN_INDEX,
+        "date": "Sat, 15 Nov 2025 09:00:00 UTC",
+        "fetched": "2026-11-29T08:00:00+00:00",
+        "verified": "InRelease signature (gpgv) and SHA-256",
+    }
+    rv["requirements"] = [
+        {
+            "requirement": "numpy>=1.24",
+            "name": "numpy",
+            "choice": "distro",
+            "offers": [
+                {"source": "debian", "package": "python3-numpy", "version": "1:2.2.4+ds-1", "fits": True},
+                {"source": "pypi-sdist", "package": "numpy-2.3.1.tar.gz", "version": "2.3.1", "fits": True},
+            ],
+        },
+        {"requirement": "nowhere>=1", "name": "nowhere", "choice": "none", "offers": []},  # met on riscv64 only
+    ]
+    rv["not_run"] = 'a dependency cannot be had on this target: "nowhere>=1" has nothing for this target.'
+    return ProjectDeps("project:numcast", "0.1.0", "examples/numcast", [native, rv])
+
+
+def _deps_cells(html: str) -> dict[str, list[tuple[str, str]]]:
+    """The dependency table of a page: requirement -> [(class, html)] per target."""
+    start = html.index('<section class="deps"')
+    section = html[start : html.index("</section>", start)]
+    rows: dict[str, list[tuple[str, str]]] = {}
+    for req, tds in re.findall(r"<tr><td><code>(.*?)</code></td>(.*?)</tr>", section, re.DOTALL):
+        rows[req] = re.findall(r'<td class="dep-([\w-]+)">(.*?)</td>', tds, re.DOTALL)
+    return rows
+
+
+def test_a_run_with_projects_shows_their_dependency_tables(tmp_path: Path) -> None:
+    run = sample_run()
+    run.projects = [numcast_deps()]
+    html, page = render(tmp_path, run)
+    (anchor,) = [i for i in page.ids if i.startswith("deps-project-numcast")]
+    assert f"#{anchor}" in page.hrefs()  # the nav links to it
+    assert "Dependencies of project:numcast 0.1.0 (examples/numcast)" in page.text
+    cells = _deps_cells(html)
+    assert cells["numpy&gt;=1.24"] == [
+        ("installed", "installed 2.3.1<br><small>no wheel</small>"),
+        ("distro", "python3-numpy 2.2.4+ds<br><small>no wheel, sdist 2.3.1</small>"),
+    ]
+    assert cells["nowhere&gt;=1"] == [("absent", "—"), ("none", "none<br><small>no wheel</small>")]
+    assert f"{DEBIAN_INDEX} (release date Sat, 15 Nov 2025" in page.text  # which index was read
+    assert f'{RV}: not run: a dependency cannot be had on this target: "nowhere>=1"' in page.text
+    section = html[html.index('<section class="deps"') : html.index('id="targets"')]
+    assert_safe(section, allowed_links={DEBIAN_INDEX})  # the index's address is text, not a link
+
+
+def test_a_run_without_projects_has_no_dependency_section(tmp_path: Path) -> None:
+    html, page = render(tmp_path, sample_run())
+    assert '<section class="deps"' not in html
+    assert not any(i.startswith("deps-") for i in page.ids)
+    assert "Dependencies" not in page.text
+
+
+def test_project_deps_are_kept_by_results_json_report_and_merge(tmp_path: Path) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from harness.cli import main
+    from harness.merge import merge_runs
+
+    run = sample_run()
+    run.projects = [numcast_deps()]
+    data = json.loads(json.dumps(run.to_dict()))
+    assert data["projects"][0]["suite"] == "project:numcast"
+    assert "projects" not in sample_run().to_dict()  # additive: a run without --project is written as before
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "results.json").write_text(json.dumps(data))
+    done = CliRunner().invoke(main, ["--root", str(tmp_path), "report", str(folder)])
+    assert done.exit_code == 0, done.output
+    assert _deps_cells((folder / "index.html").read_text(encoding="utf-8"))["numpy&gt;=1.24"][1][0] == "distro"
+    again = Run.from_dict(data).projects
+    assert [(p.suite, [t["target"] for t in p.targets]) for p in again] == [("project:numcast", ["native", RV])]
+    assert again[0].targets[1]["requirements"][0]["offers"][0]["package"] == "python3-numpy"
+
+    # Two shards, each with its own target's column: the merge has both, once.
+    native_only, rv_only = Run.from_dict(data), Run.from_dict(data)
+    native_only.projects[0].targets = native_only.projects[0].targets[:1]
+    rv_only.projects[0].targets = rv_only.projects[0].targets[1:]
+    native_only.cells = [c for c in native_only.cells if c.target == "native"]
+    rv_only.cells = [c for c in rv_only.cells if c.target != "native"]
+    (project,) = merge_runs([native_only, rv_only]).projects
+    assert [t["target"] for t in project.targets] == ["native", RV]
+
+
+def test_project_deps_read_back_from_results_json_are_cleaned() -> None:
+    """results.json is read back as untrusted: wrong types are dropped, texts bounded, lists capped."""
+    long = "x" * 100_000
+    forged = {
+        "suite": "project:p",
+        "version": 7,
+        "targets": [
+            "not a column",
+            {
+                "target": long,
+                "python": ["3", "13"],
+                "index": "http://evil",
+                "wheel_tags": [long, 1, None, "a", "b", "c"],
+                "requirements": [
+                    {"requirement": "numpy", "name": "numpy", "choice": "<b>", "offers": [{"fits": "yes"}, 3]},
+                    *({"requirement": str(i)} for i in range(2000)),
+                ],
+            },
+        ],
+    }
+    raw = {"run_id": "r", "started": "2026-11-29T00:00:00+00:00", "projects": [forged, {"suite": 3}, "junk"]}
+    (p,) = Run.from_dict(raw).projects
+    assert (p.suite, p.version, p.source) == ("project:p", "", "")
+    (col,) = p.targets
+    assert len(col["target"]) == MAX_DEPS_TEXT
+    assert (col["python"], col["index"], col["not_run"]) == ("", None, "")
+    assert col["wheel_tags"] == [long[:MAX_DEPS_TEXT], "a"]  # of the first four items, the strings
+    assert len(col["requirements"]) == MAX_DEPS_ITEMS
+    first = col["requirements"][0]
+    assert first["choice"] == "none"
+    empty = dict.fromkeys(("source", "package", "version", "url", "sha256", "note"), "")
+    assert first["offers"] == [{**empty, "fits": False}]
+    assert Run.from_dict({**raw, "projects": {"a": 1}}).projects == []
