@@ -25,7 +25,7 @@ import stat
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -677,7 +677,12 @@ class CellRunner:
         """
         t = self.where
         for n in range(self.options.reruns):
-            failed = [c.name for c in done.values() if c.status in (Status.FAILED, Status.ERROR) and "::" in c.name]
+            # A child case (``<case>::<test>``, the probe's child_cases) is no pytest node: its case runs again.
+            failed = [
+                c.name
+                for c in done.values()
+                if c.status in (Status.FAILED, Status.ERROR) and "::" in c.name and not _is_child(c.name, done)
+            ]
             remaining = deadline - time.monotonic()
             if not failed or remaining <= 0:
                 return ""
@@ -695,13 +700,19 @@ class CellRunner:
             )
             for c in again.values():
                 first = done.get(c.name)
-                if first is not None and c.status is Status.PASSED:
+                if first is not None and first.status in (Status.FAILED, Status.ERROR) and c.status is Status.PASSED:
                     c.flaky = True
                     c.message = f"flaky: failed, then passed on re-run {n + 1}. First failure:\n{first.message}"
                     done[c.name] = c
             if problem:
                 return problem
         return ""
+
+
+def _is_child(name: str, cases: Mapping[str, object]) -> bool:
+    """Whether ``name`` is ``<a case in cases>::<more>``: a child case recorded by that case."""
+    parts = name.split("::")
+    return any("::".join(parts[:i]) in cases for i in range(2, len(parts)))
 
 
 class _Tail:

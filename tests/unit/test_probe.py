@@ -9,9 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from harness.config import TargetConfig, load_suite
 from harness.model import CaseResult
+from harness.plan import make_plan
 from harness.probe import PROBE_DIR
-from harness.runner import parse_probe_lines
+from harness.runner import Runner, RunOptions, parse_probe_lines
 
 SUITE = """
 import os, sys, time, pytest
@@ -370,3 +372,31 @@ def test_an_upstream_test_still_running_when_the_selection_is_killed_is_a_timeou
     assert "still running after its 1 s budget plus 4 s grace" in children[f"{h}test_hangs"].message
     assert parent.status.value == "failed"
     assert_totals_are_the_counts(parent, children)
+
+
+def test_reruns_run_the_case_of_failed_child_cases(  # type: ignore[no-untyped-def]
+    tmp_path: Path, write_suite, native_config: TargetConfig
+) -> None:
+    """A failed child case is not a pytest node: its case runs again, and only children that failed can be flaky."""
+    body = f"""
+from pathlib import Path
+def test_selection(child_cases):
+    marker = Path({str(tmp_path / "seen")!r})
+    first = not marker.exists()
+    marker.write_text("x")
+    child_cases.append({{"name": "t_steady", "status": "passed"}})
+    child_cases.append({{"name": "t_flaky", "status": "failed" if first else "passed", "message": "boom"}})
+    child_cases.append({{"name": "t_broken", "status": "failed", "message": "always"}})
+    assert False, "an upstream test failed"
+"""
+    plan = make_plan([native_config], [load_suite(write_suite("children", {"test_c.py": body}))])
+    run = Runner(plan, RunOptions(out=tmp_path / "out", reruns=1)).execute()
+    (cell,) = run.cells
+    got = {c.name.removeprefix("test_c.py::test_selection"): c for c in cell.cases}
+    assert {n: (c.status.value, c.flaky) for n, c in got.items()} == {
+        "::t_steady": ("passed", False),
+        "::t_flaky": ("passed", True),
+        "::t_broken": ("failed", False),
+        "": ("failed", False),
+    }
+    assert "boom" in got["::t_flaky"].message
