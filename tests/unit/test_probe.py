@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -9,8 +10,14 @@ import sys
 import time
 from pathlib import Path
 
+from click.testing import CliRunner
+
+from harness.cli import main
 from harness.config import TargetConfig, load_suite
-from harness.model import CaseResult
+from harness.known_issues import KnownIssue
+from harness.known_issues import apply as apply_known_issues
+from harness.known_issues import load as load_known_issues
+from harness.model import CaseResult, CellResult, Run, Status, verdict_for
 from harness.plan import make_plan
 from harness.probe import PROBE_DIR
 from harness.runner import Runner, RunOptions, parse_probe_lines
@@ -400,3 +407,44 @@ def test_selection(child_cases):
         "": ("failed", False),
     }
     assert "boom" in got["::t_flaky"].message
+
+
+SELECTION = "test_upstream.py::test_upstream[numpy_fft]"
+IDENTITY = f"{SELECTION}::numpy/fft/tests/test_pocketfft.py::TestFFT1D::test_identity"
+ROUNDTRIP = f"{SELECTION}::numpy/fft/tests/test_pocketfft.py::TestFFT1D::test_roundtrip[float32]"
+
+
+def upstream_run(run_id: str, statuses: dict[str, Status]) -> Run:
+    cases = [CaseResult(name, status, 0.01) for name, status in statuses.items()]
+    return Run(run_id=run_id, started=run_id, cells=[CellResult("rv", "upstream", verdict_for(cases), cases)])
+
+
+def test_known_issues_and_compare_work_per_upstream_test(tmp_path: Path) -> None:
+    """fnmatch patterns and `leapfrog compare` on child case names (fnmatch reads ``[numpy_fft]`` as a set)."""
+    pattern = "*::numpy/fft/tests/test_pocketfft.py::TestFFT1D::test_roundtrip*"
+    issue = load_known_issues_text(tmp_path, f'case = "{pattern}"')
+    assert issue.matches("rv", "upstream", ROUNDTRIP, None)
+    assert not issue.matches("rv", "upstream", IDENTITY, None)
+    escaped = load_known_issues_text(tmp_path, 'case = "test_upstream.py::test_upstream[[]numpy_fft]::*identity"')
+    assert escaped.matches("rv", "upstream", IDENTITY, None)
+    assert not dataclasses.replace(escaped, case=f"{SELECTION}::*").matches("rv", "upstream", IDENTITY, None)
+
+    before = upstream_run("A", {SELECTION: Status.PASSED, IDENTITY: Status.PASSED, ROUNDTRIP: Status.PASSED})
+    after = upstream_run("B", {SELECTION: Status.FAILED, IDENTITY: Status.FAILED, ROUNDTRIP: Status.FAILED})
+    assert apply_known_issues([issue], after.cells[0], None) == 1
+    for r in (before, after):
+        (tmp_path / r.run_id).mkdir()
+        (tmp_path / r.run_id / "results.json").write_text(json.dumps(r.to_dict()))
+    res = CliRunner().invoke(main, ["compare", str(tmp_path / "A"), str(tmp_path / "B")])
+    assert res.exit_code == 1
+    print(res.output)
+    lines = [line for line in res.output.splitlines() if "new-failure" in line]
+    assert any("test_identity" in line for line in lines)
+    assert not any("test_roundtrip" in line for line in lines)  # a known issue is no new failure
+
+
+def load_known_issues_text(tmp_path: Path, case_line: str) -> KnownIssue:
+    path = tmp_path / "known-issues.toml"
+    path.write_text(f'[[issue]]\n{case_line}\nsuite = "upstream"\nreason = "r"\n')
+    (issue,) = load_known_issues(path)
+    return issue
