@@ -10,13 +10,11 @@ Exit codes (stable, documented in the README):
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
-import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +25,7 @@ from harness import __version__
 from harness.config import Project, load_project
 from harness.errors import ConfigError, LeapfrogError
 from harness.model import Run, Status, Verdict
+from harness.signals import sigterm_as_ctrl_c
 
 if TYPE_CHECKING:
     from harness.report.types import Comparison
@@ -71,27 +70,13 @@ class Group(click.Group):
         cleanup (stop targets, unmount, remove half-built images) runs.
         """
         try:
-            with _sigterm_as_ctrl_c():
+            with sigterm_as_ctrl_c():
                 return super().invoke(ctx)
         except LeapfrogError as e:
             _fail(e)
         except KeyboardInterrupt:
             console.print("[yellow]interrupted:[/] stopped and cleaned up.", markup=True)
             sys.exit(EXIT_INTERRUPTED)
-
-
-@contextlib.contextmanager
-def _sigterm_as_ctrl_c() -> Iterator[None]:
-    """SIGTERM raises KeyboardInterrupt, as Ctrl-C does, so every ``finally`` and cleanup runs."""
-
-    def handler(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
 
 
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})

@@ -47,6 +47,7 @@ from harness.model import (
 )
 from harness.plan import Plan, PlannedCell, baseline_first
 from harness.probe import CHECKS_FILE, FACTS_FILE, PLUGIN_FILE
+from harness.signals import sigterm_as_ctrl_c
 from harness.targets import Target, make_target
 
 #: What the probe's watchdog prints before it ends a process stuck past the case timeout.
@@ -890,7 +891,7 @@ class Runner:
         self.writer.save()
         targets = self.plan.targets()
         try:
-            with _sigterm_as_interrupt():
+            with sigterm_as_ctrl_c():
                 if self.options.jobs <= 1 or len(targets) <= 1:
                     for t in targets:
                         self._run_target(t.name)
@@ -1101,20 +1102,3 @@ class Runner:
             self._recorded.add((cell.target, cell.suite))
             self._progress.notify_all()
         self.emit("cell-end", {"cell": cell})
-
-
-@contextlib.contextmanager
-def _sigterm_as_interrupt() -> Iterator[None]:
-    """SIGTERM is handled like Ctrl-C: stop targets, keep results."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def handler(signum: int, _frame: object) -> None:
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
