@@ -104,3 +104,27 @@ def test_junit_counts_match(ai_report: dict[str, Any]) -> None:
     xml = junitparser.JUnitXml.fromfile(str(out / "junit-debian-trixie-riscv64.xml"))
     total = sum(s.tests for s in xml)
     assert total == sum(len(c["cases"]) for c in ai_report["cells"] if c["target"] == "debian-trixie-riscv64")
+
+
+def test_upstream_tests_are_cases_whose_totals_are_the_counts(ai_report: dict[str, Any]) -> None:
+    """Every upstream test is a case under its selection; per status, the cases are the selection's counts."""
+    names: dict[str, set[str]] = {}
+    for target in TARGETS:
+        cases = cell(ai_report, target, "upstream")["cases"]
+        selections = [c for c in cases if c["name"].count("::") == 1]
+        assert len(selections) == 4, [c["name"] for c in selections]
+        for sel in selections:
+            prefix = sel["name"] + "::"
+            children = [c for c in cases if c["name"].startswith(prefix)]
+            m = sel["metrics"]
+            for status in ("passed", "failed", "error", "skipped", "xfailed", "timeout"):
+                assert m[status] == sum(c["status"] == status for c in children), (target, sel["name"], status)
+            tests = [c for c in children if "::" in c["name"].removeprefix(prefix)]  # not a module's collection
+            assert len(tests) + m["not_run"] == m["collected"], (target, sel["name"])
+            assert len(children) >= 50, (target, sel["name"], len(children))
+            package = "sklearn/" if "sklearn" in sel["name"] else "numpy/"
+            assert all(c["name"].removeprefix(prefix).startswith(package) for c in children), sel["name"]
+        names[target] = {c["name"] for c in cases}
+    # The same upstream test has the same name on both, so triage and compare pair them.
+    native, riscv = names.values()
+    assert len(native & riscv) >= 0.5 * min(len(native), len(riscv))
