@@ -25,7 +25,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -187,6 +187,17 @@ def recorded_case_timeout(run: Run, pick: Pick | None = None) -> float | None:
     except ValueError:
         return None
     return value if value is not None and 1 <= value <= 1e6 else None
+
+
+def runnable_node(name: str, cases: Collection[str]) -> str:
+    """The pytest node that runs ``name``: itself, or for a child case (``<case>::<more>``,
+    recorded by that case, as the upstream suite's tests are) the longest case it is under."""
+    parts = name.split("::")
+    for i in range(len(parts) - 1, 1, -1):
+        prefix = "::".join(parts[:i])
+        if prefix in cases:
+            return prefix
+    return name
 
 
 def check_case_path(suite: SuiteConfig, case: str) -> None:
@@ -443,7 +454,11 @@ def reproduce(
             try:
                 argv, env = cells.prepare(base)
                 cwd = f"{base}/suite"
-                one = [*argv[:-1], f"{cwd}/{pick.case}"]
+                cell = run.cell(pick.target, pick.suite)
+                node = runnable_node(pick.case, {c.name for c in cell.cases} if cell else set())
+                if node != pick.case:
+                    say(f"{pick.case} is recorded by {node}: running that")
+                one = [*argv[:-1], f"{cwd}/{node}"]
                 if shell:
                     say(f"shell in {cfg.name} at {cwd}; the case runs with: {shlex.join(one)}")
                     code = attached(

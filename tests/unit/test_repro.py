@@ -338,3 +338,11 @@ def test_docker_attaches_with_docker_exec_in_the_suite_folder(monkeypatch: pytes
 def test_ssh_runs_the_command_in_the_folder_with_its_environment_and_no_marker() -> None:
     line = rp.ssh_command(["python3", "-m", "pytest", "a b"], env={"K": "v w"}, cwd="/tmp/x y")
     assert line == "cd -- '/tmp/x y' && exec env -- 'K=v w' python3 -m pytest 'a b'"
+
+
+def test_a_child_case_is_reproduced_by_running_the_case_that_records_it() -> None:
+    cases = {"test_upstream.py::test_upstream[numpy_fft]", "test_a.py::TestX::test_y"}
+    child = "test_upstream.py::test_upstream[numpy_fft]::numpy/fft/tests/test_pocketfft.py::TestFFT1D::test_identity"
+    assert rp.runnable_node(child, cases) == "test_upstream.py::test_upstream[numpy_fft]"
+    assert rp.runnable_node("test_a.py::TestX::test_y", cases) == "test_a.py::TestX::test_y"
+    assert rp.runnable_node("test_b.py::test_z", cases) == "test_b.py::test_z"
