@@ -428,15 +428,31 @@ def exit_code(run: Run, fail_on: Collection[str] | None = None) -> int:
     return EXIT_FAIL if failing(run, DEFAULT_FAIL_ON if fail_on is None else fail_on) else EXIT_OK
 
 
-def _print_changes(comparison: Comparison) -> None:
-    """Every change, worst first; a timing change says which test decided it ("+19 ms < 50 ms floor")."""
+#: Changes within the noise listed in the terminal before the rest is only counted (--show-noise: all).
+NOISE_SHOWN = 10
+
+
+def _print_changes(comparison: Comparison, *, show_noise: bool = False) -> None:
+    """Every change, worst first; a timing change says which test decided it ("+19 ms < 50 ms floor").
+
+    Changes within the noise are listed up to ``NOISE_SHOWN`` (a suite of upstream
+    tests has hundreds), then counted; ``show_noise`` lists them all.
+    """
     if not comparison.changes:
         out.print(f"no changes since {comparison.base_run_id}")
         return
     out.print(f"\nchanges since {comparison.base_run_id}:")
     order = ["new-failure", "verdict-worse", "slower", "fixed", "verdict-better", "verdict", "faster"]
     order += ["new", "gone", "noise"]
-    for change in sorted(comparison.changes, key=lambda c: order.index(c.kind) if c.kind in order else 99):
+    ordered = sorted(comparison.changes, key=lambda c: order.index(c.kind) if c.kind in order else 99)
+    noise = [c for c in ordered if c.kind == "noise"]
+    if not show_noise and len(noise) > NOISE_SHOWN:
+        hidden = noise[NOISE_SHOWN:]
+        ordered = [c for c in ordered if c not in hidden]
+        noise_note = f"  … and {len(hidden)} more within the noise (--show-noise lists them)"
+    else:
+        noise_note = ""
+    for change in ordered:
         ratio = f" (x{change.ratio:.2f})" if change.ratio else ""
         where = f"{change.target} / {change.suite}" + (f" / {printable(change.case)}" if change.case else "")
         why = f"  [{printable(change.reason)}]" if change.reason and change.case else ""
@@ -445,6 +461,8 @@ def _print_changes(comparison: Comparison) -> None:
             markup=False,
             highlight=False,
         )
+    if noise_note:
+        out.print(noise_note, markup=False, highlight=False)
 
 
 _CONTROL = {i: f"\\x{i:02x}" for i in (*range(0x00, 0x20), 0x7F) if i not in (0x09,)}
@@ -637,6 +655,9 @@ def history_cmd(db: Path | None, limit: int) -> None:
     metavar="N",
     help="Earlier runs a rate (*_per_s, qps) needs before it can be a regression: it has no absolute floor.",
 )
+@click.option(
+    "--show-noise", is_flag=True, help=f"List every change within the noise (default: the first {NOISE_SHOWN})."
+)
 def compare(
     base: str,
     new: str,
@@ -646,6 +667,7 @@ def compare(
     min_median_change: float,
     history_runs: int,
     min_history: int,
+    show_noise: bool,
 ) -> None:
     """Compare two runs (run ids from `leapfrog history`, or report folders).
 
@@ -687,7 +709,7 @@ def compare(
                 raise ConfigError(f'no run "{rid}" in the history; see `leapfrog history` or pass a report folder.')
         seen = history.spread(conn, nid, nstarted, set(ndata.verdicts), history_runs)
     comparison = history.diff(bdata, ndata, base_id=bid, new_id=nid, rules=rules, spread=seen)
-    _print_changes(comparison)
+    _print_changes(comparison, show_noise=show_noise)
     bad = history.regressions(comparison)
     noise = sum(c.kind == "noise" for c in comparison.changes)
     out.print(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from harness import history
@@ -202,3 +203,19 @@ def test_compare_cli_prints_the_test_that_decided(tmp_path: Path) -> None:
     assert "[+2.0 s < 2.5 s floor]" in res.output
     res = CliRunner().invoke(main, ["compare", *folders, *db, "--min-history", "1"])
     assert "sha256_mb_per_s]: 55.9 -> 34.4 (x1.62)  [1.6× ≥ 1.5×; no spread in the history yet]" in res.output
+
+
+def test_the_terminal_lists_the_first_noise_changes_then_counts_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
+    from harness import cli
+    from harness.report.types import CaseChange, Comparison
+
+    changes = [
+        CaseChange("rv", "upstream", f"t.py::test_{i}", "noise", "0.1s", "0.12s", 1.2, "+20 ms < 50 ms floor")
+        for i in range(25)
+    ]
+    cli._print_changes(Comparison(base_run_id="b", run_id="n", changes=changes))
+    shown = capsys.readouterr().out
+    assert shown.count("\n  noise ") == cli.NOISE_SHOWN
+    assert "… and 15 more within the noise (--show-noise lists them)" in shown
+    cli._print_changes(Comparison(base_run_id="b", run_id="n", changes=changes), show_noise=True)
+    assert capsys.readouterr().out.count("\n  noise ") == 25
