@@ -25,6 +25,16 @@ def leapfrog_argv(*args: str) -> list[str]:
     return [sys.executable, "-m", "harness.cli", "--root", str(ROOT), "--suites-dir", str(SUITES), *args]
 
 
+def _ctrl_c_as_at_a_terminal() -> None:
+    """In the child: SIGINT back to its default, as at a terminal.
+
+    A shell that starts a job in the background (``cmd &``, nohup) makes it
+    ignore SIGINT, the children inherit that, and Python then never raises
+    KeyboardInterrupt: the test would send Ctrl-C to a process deaf to it.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def no_leftovers(cache: Path) -> None:
     """This test's own run left nothing: its private runs/ holds no mount, process or folder."""
     runs = cache / "runs"
@@ -117,6 +127,7 @@ def test_interrupt_keeps_results_and_resume_finishes(private_cache: Path, tmp_pa
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_ctrl_c_as_at_a_terminal,
     )
     deadline = time.monotonic() + 600
     cases = out / "cases.jsonl"
