@@ -75,6 +75,7 @@ TABLE: tuple[Requirement, ...] = (
     Requirement("umount", "mount", ("chroot",), "chroot", "unmounts them"),
     Requirement("chroot", "coreutils", ("chroot",), "chroot", "enters a root"),
     Requirement("cp", "coreutils", ("chroot",), "chroot", "copies a cached image to layer packages onto it"),
+    Requirement("env", "coreutils", ("chroot",), "chroot", "runs an image build's hooks with leapfrog importable"),
     Requirement("qemu-system-riscv64", "qemu-system-misc", ("qemu-vm",), "full", "boots riscv64 VMs"),
     Requirement(
         "/usr/lib/riscv64-linux-gnu/opensbi/generic/fw_dynamic.bin",

@@ -74,16 +74,22 @@ def ensure_image(
         unmount_and_remove(folder)  # leftovers of an interrupted build, mounts first
         folder.mkdir(parents=True)
         start = time.monotonic()
+        phases: dict[str, float] = {}
         try:
             if base is not None:
                 extra = sorted(set(pkgs) - set(base.meta.packages))
                 if progress:
                     progress(f"building {name}: {base.meta.name} + {', '.join(extra)}")
-                debian.layer_rootfs(base.rootfs, folder / "rootfs", spec.release, spec.arch, extra, progress=progress)
+                dest = folder / "rootfs"
+                debian.layer_rootfs(
+                    base.rootfs, dest, spec.release, spec.arch, extra, progress=progress, mirror=spec.mirror
+                )
             else:
                 if progress:
                     progress(f"building {name} with mmdebstrap ({len(pkgs)} packages)")
-                debian.build_rootfs(spec.release, spec.arch, spec.mirror, pkgs, folder / "rootfs", progress=progress)
+                phases = debian.build_rootfs(
+                    spec.release, spec.arch, spec.mirror, pkgs, folder / "rootfs", progress=progress
+                )
         except BaseException:
             unmount_and_remove(folder)
             raise
@@ -98,6 +104,7 @@ def ensure_image(
             built=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
             build_seconds=round(time.monotonic() - start, 1),
             base=base.meta.key if base else "",
+            phases=phases,
         )
         tmp = folder / "meta.json.tmp"
         tmp.write_text(json.dumps(meta.to_dict(), indent=2))

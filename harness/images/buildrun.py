@@ -13,6 +13,10 @@ Deadlines (seconds; the defaults fit building a big image under emulation):
 
 * ``LEAPFROG_BUILD_TIMEOUT``: one mmdebstrap run [3600]
 * ``LEAPFROG_APT_TIMEOUT``: one apt-get run while layering packages onto a cached image [1800]
+
+:class:`PhaseClock` turns the same output into the seconds each phase of a build
+took (download, unpack, configure, byte-compile, initramfs), kept in the image's
+``meta.json`` as ``phases``.
 """
 
 from __future__ import annotations
@@ -194,3 +198,71 @@ def explain(tool: str, done: Finished, what: str, *, mirror: str = "", setting: 
     elif mirror and any(_NETWORK.search(e) for e in done.errors):
         fix = f" Check that the mirror {mirror} is reachable from this host."
     return f"{tool} failed (exit {done.code}) {what}: {cause}.{fix} Last output:\n{last}"
+
+
+#: mmdebstrap's own stages, by their ``I:`` line; the stage "remaining" is split further by apt/dpkg lines.
+_STAGES = [
+    ("I: running apt-get update", "apt update"),
+    ("I: downloading packages", "download (essential)"),
+    ("I: extracting archives", "unpack (essential)"),
+    ("I: installing essential packages", "configure (essential)"),
+    ("I: running --essential-hook", "hooks"),
+    ("I: installing remaining packages", "resolve"),
+    ("I: running --customize-hook", "hooks"),
+    ("I: leapfrog: fetching a native", "fetch native python"),
+    ("I: leapfrog: byte-compiling", "byte-compile"),
+    ("I: leapfrog: creating the initramfs", "initramfs"),
+    ("I: cleaning package lists", "cleanup"),
+    ("I: success", "done"),
+]
+#: Lines of apt and dpkg while the remaining packages go in.
+_STEPS = [
+    (re.compile(r"Get:\d+ "), "download"),
+    (re.compile(r"(Selecting previously unselected|Preparing to unpack|Unpacking) "), "unpack"),
+    (re.compile(r"Setting up (python3|libpython3|python3\.\d+)[-:. ]"), "configure python3 packages"),
+    (re.compile(r"update-initramfs: Generating "), "initramfs"),
+    (re.compile(r"Processing triggers for initramfs-tools "), "initramfs"),
+    (re.compile(r"(Setting up|Processing triggers for) "), "configure"),
+]
+
+
+class PhaseClock:
+    """Seconds per build phase, from the build tool's output lines as they come.
+
+    A phase starts at the line that names it (an mmdebstrap ``I:`` stage line,
+    or, for the packages after the essential ones, apt's ``Get:``, dpkg's
+    ``Unpacking``/``Setting up`` lines) and lasts until the next phase starts.
+    ``configure python3 packages`` is the configure time of ``python3*``
+    packages: what their postinst does, mostly byte-compiling when that runs in
+    the image.
+    """
+
+    def __init__(self, start: float) -> None:
+        self.phase = "setup"
+        self.since = start
+        self.remaining = False
+        self.seconds: dict[str, float] = {}
+
+    def _switch(self, phase: str, now: float) -> None:
+        if phase == self.phase:
+            return
+        self.seconds[self.phase] = self.seconds.get(self.phase, 0.0) + (now - self.since)
+        self.phase, self.since = phase, now
+
+    def feed(self, line: str, now: float) -> None:
+        text = line.strip()
+        for prefix, phase in _STAGES:
+            if text.startswith(prefix):
+                self.remaining = phase in ("resolve", "download", "unpack", "configure")
+                self._switch(phase, now)
+                return
+        if self.remaining:
+            for pat, phase in _STEPS:
+                if pat.match(text):
+                    self._switch(phase, now)
+                    return
+
+    def finish(self, now: float) -> dict[str, float]:
+        """Every phase's seconds (rounded to 0.1), in the order they first ran; the clock stops at ``now``."""
+        self._switch("done", now)
+        return {k: round(v, 1) for k, v in self.seconds.items() if k != "done"}

@@ -37,6 +37,8 @@ from harness.errors import ConfigError, ImageError
 from harness.mounts import unmount_and_remove
 
 #: Bump when the way images are built changes, so old caches are not reused.
+#: Not bumped for harness/images/nativebuild.py (native unpacking and byte-compiling, one initramfs):
+#: its images hold the same files, every .pyc byte for byte (docs/design.md, "Images").
 RECIPE_VERSION = 1
 
 
@@ -134,6 +136,7 @@ class ImageMeta:
     built: str = ""  # ISO time
     build_seconds: float = 0.0
     base: str = ""  # key of the image this one was layered on, if any
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per build phase, in order
 
     @property
     def name(self) -> str:

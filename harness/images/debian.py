@@ -13,7 +13,7 @@ from pathlib import Path
 
 from harness.errors import ImageError
 from harness.hostreq import install_hint
-from harness.images import buildrun
+from harness.images import buildrun, nativebuild
 
 #: Always in a Debian image: what the probe and pytest need.
 BASE_PACKAGES = ["python3", "python3-pytest", "ca-certificates"]
@@ -25,7 +25,9 @@ _MISSING = [
 ]
 
 
-def mmdebstrap_argv(release: str, arch: str, mirror: str, packages: list[str], dest: Path) -> list[str]:
+def mmdebstrap_argv(
+    release: str, arch: str, mirror: str, packages: list[str], dest: Path, *, hooks: list[str] | None = None
+) -> list[str]:
     from harness.config import check_package_names, check_release
 
     # Checked again here, not only when the file is read: a name starting with "-" would be an option.
@@ -46,6 +48,7 @@ def mmdebstrap_argv(release: str, arch: str, mirror: str, packages: list[str], d
         "--dpkgopt=path-exclude=/usr/share/locale/*",
         "--dpkgopt=path-include=/usr/share/locale/locale.alias",
         f"--include={','.join(sorted(set(packages)))}",
+        *(hooks or []),
         "--",
         release,
         str(dest),
@@ -61,11 +64,13 @@ def build_rootfs(
     dest: Path,
     *,
     progress: Callable[[str], None] | None = None,
-) -> None:
-    """Build into ``dest`` (which must not exist).  On failure ``dest`` is removed.
+) -> dict[str, float]:
+    """Build into ``dest`` (which must not exist); return the seconds each phase took.  On failure ``dest`` is removed.
 
     mmdebstrap gets ``LEAPFROG_BUILD_TIMEOUT`` seconds (see :mod:`harness.images.buildrun`);
-    a failure is reported with its own ``E:`` lines as the cause.
+    a failure is reported with its own ``E:`` lines as the cause.  For a foreign
+    architecture, unpacking and byte-compiling run natively (see
+    :mod:`harness.images.nativebuild`; ``LEAPFROG_NATIVE_BUILD=0`` turns that off).
     """
     from harness import mounts
 
@@ -79,14 +84,25 @@ def build_rootfs(
         )
     if os.geteuid() != 0:
         raise ImageError("building a Debian image needs root (mmdebstrap, chroot); run leapfrog as root or with sudo.")
-    argv = mmdebstrap_argv(release, arch, mirror, packages, dest)
+    say = progress or (lambda _m: None)
+    native = None
+    fetched = 0.0
+    enabled = nativebuild.enabled()
+    if enabled and arch != host_debian_arch():
+        fetch_start = time.monotonic()
+        native = nativebuild.ensure_native(release, mirror, say=say)
+        fetched = round(time.monotonic() - fetch_start, 1)
+    hooks = nativebuild.hook_argv(native.root if native else None) if enabled else []
+    argv = mmdebstrap_argv(release, arch, mirror, packages, dest, hooks=hooks)
     timeout = buildrun.deadline(buildrun.BUILD_TIMEOUT)
     start = time.monotonic()
+    clock = buildrun.PhaseClock(start)
     configured = 0
     last_shown = 0.0
 
     def show(line: str) -> None:
         nonlocal configured, last_shown
+        clock.feed(line, time.monotonic())
         if progress is None:
             return
         if line.startswith(("I:", "E:", "W:")) and not line.startswith("I: running"):
@@ -98,8 +114,9 @@ def build_rootfs(
                 last_shown = now
                 progress(f"  configured {configured} packages, now {line[11:].partition(' ')[0]} ({now - start:.0f}s)")
 
+    env = {**os.environ, **(nativebuild.BUILD_ENV if enabled else {})}
     try:
-        done = buildrun.run_logged(argv, timeout=timeout, on_line=show)
+        done = buildrun.run_logged(argv, timeout=timeout, on_line=show, env=env)
     except BaseException:
         mounts.unmount_and_remove(dest)  # mmdebstrap was stopped; it may have left /proc or /dev mounted
         raise
@@ -122,6 +139,8 @@ def build_rootfs(
                 setting=buildrun.BUILD_TIMEOUT,
             )
         )
+    phases = clock.finish(time.monotonic())
+    return {"native tools": fetched, **phases} if native is not None else phases
 
 
 #: Debian's names for the machines Python reports.
@@ -153,6 +172,7 @@ def layer_rootfs(
     extra: list[str],
     *,
     progress: Callable[[str], None] | None = None,
+    mirror: str = "",
 ) -> None:
     """Make ``dest`` = a copy of ``base`` plus ``extra`` packages installed with apt.
 
@@ -160,7 +180,9 @@ def layer_rootfs(
     image.  On failure ``dest`` is removed; ``base`` is never modified.  The
     mounts (/proc, /sys, /dev) are recorded in ``dest``'s parent folder (the
     image folder) before they are made, so a run killed mid-way is cleaned up
-    by the next one; ``dest`` is only removed once they are all gone.
+    by the next one; ``dest`` is only removed once they are all gone.  As in
+    :func:`build_rootfs`, the packages of a foreign architecture are unpacked
+    and byte-compiled natively when ``mirror`` (the image's) is given.
     """
     if os.geteuid() != 0:
         raise ImageError("layering a Debian image needs root (chroot, apt); run leapfrog as root or with sudo.")
@@ -190,6 +212,12 @@ def layer_rootfs(
         shutil.copyfile("/etc/resolv.conf", resolv)
         env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "DEBIAN_FRONTEND": "noninteractive", "LANG": "C.UTF-8"}
         apt_timeout = buildrun.deadline(buildrun.APT_TIMEOUT)
+        native = None
+        if nativebuild.enabled():
+            if mirror and arch != host_debian_arch():
+                native = nativebuild.ensure_native(release, mirror, say=say)
+            nativebuild.essential(dest, native, say=say)
+            env.update(nativebuild.BUILD_ENV)
         for argv in (
             ["apt-get", "update", "-q"],
             ["apt-get", "install", "-y", "-q", "--no-install-recommends", "--", *sorted(extra)],
@@ -210,6 +238,14 @@ def layer_rootfs(
                     buildrun.explain(
                         f"`{' '.join(argv[:2])}`", run, f"in the image {dest}", setting=buildrun.APT_TIMEOUT
                     )
+                )
+        if nativebuild.enabled():
+            say(f"byte-compiling and the initramfs ({time.monotonic() - start:.0f}s)")
+            hook = nativebuild.customize_argv(dest, native.root if native else None)
+            run = buildrun.run_logged(hook, timeout=apt_timeout)
+            if run.code != 0 or run.timed_out:
+                raise ImageError(
+                    buildrun.explain("the customize step", run, f"in the image {dest}", setting=buildrun.APT_TIMEOUT)
                 )
         shutil.rmtree(dest / "var" / "lib" / "apt" / "lists", ignore_errors=True)
         (dest / "var" / "lib" / "apt" / "lists" / "partial").mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ INSIDE_TARGETS = {
     "dnf", "rpm",  # openEuler targets' package tools
     "systemctl",  # powering off a VM
     "python3",  # the target's Python (also in BASE_PACKAGES, a list of Debian packages)
+    "update-initramfs", "linux-update-symlinks",  # an image build's last step, run through chroot
 }
 #: String lists in argument or assignment position that are data, not command lines: report change
 #: orders (cli, view), a click.Choice, path components (chroot's _open_dir(["tmp"])).
