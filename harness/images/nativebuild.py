@@ -288,7 +288,9 @@ def enabled() -> bool:
 
 def _runner(python: str) -> list[str]:
     pkg_parent = str(Path(__file__).resolve().parents[2])  # the folder holding the harness package
-    return ["env", f"PYTHONPATH={pkg_parent}", python, "-m", "harness.images.nativebuild"]
+    # -c, not -m: harness.images imports this module first, and runpy warns about running it again
+    code = "import sys; from harness.images.nativebuild import main; sys.exit(main())"
+    return ["env", f"PYTHONPATH={pkg_parent}", python, "-c", code]
 
 
 def hook_argv(native_root: Path | None, python: str = sys.executable) -> list[str]:

@@ -247,7 +247,8 @@ def test_mmdebstrap_gets_both_hooks_before_its_positional_arguments(tmp_path: Pa
     end = argv.index("--")
     essential = next(a for a in argv[:end] if a.startswith("--essential-hook="))
     customize = next(a for a in argv[:end] if a.startswith("--customize-hook="))
-    assert essential.endswith(f"-m harness.images.nativebuild essential \"$1\" '{tmp_path}/native root/root'")
-    assert customize.endswith(f"-m harness.images.nativebuild customize \"$1\" '{tmp_path}/native root/root'")
+    assert "from harness.images.nativebuild import main" in essential
+    assert essential.endswith(f"main())' essential \"$1\" '{tmp_path}/native root/root'")
+    assert customize.endswith(f"main())' customize \"$1\" '{tmp_path}/native root/root'")
     assert hooks == nativebuild.hook_argv(tmp_path / "native root" / "root", python="/usr/bin/python3")
     assert nativebuild.hook_argv(None)[0].endswith("essential \"$1\" ''")
