@@ -336,6 +336,7 @@ def essential(root: Path, native: Native | None, *, say: Callable[[str], None] =
     if native.python:
         _write_exec(work / "bin" / "py3compile", _RECORDER.replace("{work}", WORK))
         wrapped.append("py3compile")
+    (root / APT_CONF).parent.mkdir(parents=True, exist_ok=True)  # a minimal root may have no apt.conf.d yet
     (root / APT_CONF).write_text(f'DPkg::Path "/{WORK}/bin:{DPKG_PATH}";\n')
     say(f"{MARK} natively during the install: {', '.join(wrapped) or 'nothing'}")
     return wrapped
