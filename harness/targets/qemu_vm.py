@@ -630,6 +630,17 @@ class QemuVmTarget(Target):
                 + self._qemu_output()
             )
 
+    def _check_alive_after_loss(self) -> None:
+        """The SSH connection dropped: if QEMU is dying, say so rather than "connection closed".
+
+        A killed QEMU closes its sockets before its parent can reap it, so give
+        the exit a moment to show before looking.
+        """
+        if self._proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self._proc.wait(timeout=3)
+        self._check_alive()
+
     def _qemu_output(self) -> str:
         text = tail(self.artifacts_dir / "qemu.log" if self.artifacts_dir else None, 10)
         return f"\nQEMU said:\n{text}" if text else ""
@@ -726,7 +737,9 @@ class QemuVmTarget(Target):
         options = dataclasses.replace(
             login, port=port, known_hosts=str(known_hosts), connect_timeout=30.0, io_timeout=o.io_timeout
         )
-        session = SshSession(options, target_name=self.name, check_alive=self._check_alive)
+        session = SshSession(
+            options, target_name=self.name, check_alive=self._check_alive, on_lost=self._check_alive_after_loss
+        )
         deadline = started + o.boot_timeout
         last: BaseException | None = None
         while True:

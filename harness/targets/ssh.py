@@ -425,10 +425,13 @@ class SshSession:
         *,
         target_name: str,
         check_alive: Callable[[], None] | None = None,
+        on_lost: Callable[[], None] | None = None,
     ) -> None:
         self.options = options
         self.target_name = target_name
         self.check_alive = check_alive or (lambda: None)
+        #: Called when the connection dropped, before the error is raised: the machine may be dying.
+        self.on_lost = on_lost or self.check_alive
         self._client: paramiko.SSHClient | None = None
         self._sftp_client: paramiko.SFTPClient | None = None
         self._sftp_channel: _SftpChannel | None = None
@@ -621,7 +624,7 @@ class SshSession:
             raise self._stalled(what)
 
     def _lost(self, what: str, e: BaseException) -> TargetError:
-        self.check_alive()
+        self.on_lost()
         return TargetError(f"{self.where}: lost the SSH connection while {what}: {str(e) or type(e).__name__}.")
 
     def _retrying(self, what: str, op: Callable[[], Any], hint: str = "") -> Any:
