@@ -60,6 +60,10 @@ class Requirement:
 
 _CHROOT = ("chroot", "docker", "qemu-vm")  # every kind that runs a Debian image leapfrog builds
 
+#: Not in the table on purpose (setup installed them before, nothing runs them):
+#: u-boot-qemu (qemu-vm boots Debian with QEMU's bundled OpenSBI, ``-bios default``;
+#: openEuler's VM images bring their own U-Boot or UEFI firmware file) and
+#: openssh-client (ssh and qemu-vm targets speak SSH through paramiko).
 TABLE: tuple[Requirement, ...] = (
     Requirement("mmdebstrap", "mmdebstrap", _CHROOT, "chroot", "builds Debian images"),
     Requirement(
