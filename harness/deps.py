@@ -900,15 +900,10 @@ def rich_table(report: DepsReport) -> Any:
 
 
 def _env() -> Any:
-    import jinja2
+    """The report's own Jinja environment (autoescape, StrictUndefined, cached templates)."""
+    from harness.report.html import _env as report_env
 
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("harness.report", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-    )
+    return report_env()
 
 
 def render_html(report: DepsReport, *, standalone: bool = True) -> str:
