@@ -253,20 +253,19 @@ class TargetConfig:
 
 
 def load_target(path: Path) -> TargetConfig:
-    from harness import targets  # the registry; backends themselves load lazily
+    from harness.kinds import KINDS
 
     data = read_toml(path)
     kind = data.get("kind")
     if kind is None:
-        raise ConfigError(f'{path}: missing required key "kind"; one of: {", ".join(targets.KINDS)}.')
-    if not isinstance(kind, str) or kind not in targets.KINDS:
+        raise ConfigError(f'{path}: missing required key "kind"; one of: {", ".join(KINDS)}.')
+    if not isinstance(kind, str) or kind not in KINDS:
         raise ConfigError(
-            f'{path}: key "kind" is {kind!r}{suggest(str(kind), targets.KINDS)}; '
-            f"expected one of: {', '.join(targets.KINDS)}."
+            f'{path}: key "kind" is {kind!r}{suggest(str(kind), KINDS)}; expected one of: {", ".join(KINDS)}.'
         )
-    backend = targets.backend_class(kind)
+    info = KINDS[kind]
     common_keys = {f.name for f in dataclasses.fields(TargetFile)}
-    option_keys = {f.name for f in dataclasses.fields(backend.Options)}
+    option_keys = {f.name for f in dataclasses.fields(info.options)}
     common = {k: v for k, v in data.items() if k in common_keys or k not in option_keys}
     opts = {k: v for k, v in data.items() if k in option_keys and k not in common_keys}
     unknown = [k for k in common if k not in common_keys]
@@ -277,14 +276,14 @@ def load_target(path: Path) -> TargetConfig:
             f'"{kind}"; valid keys: {", ".join(valid)}.'
         )
     base: TargetFile = build_dataclass(TargetFile, common, file=path)
-    options = build_dataclass(backend.Options, opts, file=path)
+    options = build_dataclass(info.options, opts, file=path)
     image = base.image
     if image is not None and image.distro not in KNOWN_DISTROS:
         raise ConfigError(
             f'{path}: key "image.distro" is "{image.distro}"{suggest(image.distro, KNOWN_DISTROS)}; '
             f"expected one of: {', '.join(KNOWN_DISTROS)}."
         )
-    if backend.needs_image and image is None:
+    if info.needs_image and image is None:
         raise ConfigError(f'{path}: kind "{kind}" needs an [image] table (distro, release, arch).')
     arch = base.arch or (image.arch if image else "")
     return TargetConfig(

@@ -1,7 +1,7 @@
 """Backends by TOML ``kind``.
 
-The registry maps a kind to a dotted path; a backend module is imported only
-when a target of that kind is used, so a missing optional SDK is a clear
+The registry (:data:`harness.kinds.KINDS`) maps a kind to a dotted path; a
+backend module is imported only when a target of that kind is used, so a missing optional SDK is a clear
 error about that target and not a broken ``import harness``.
 """
 
@@ -12,18 +12,13 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from harness.errors import ConfigError
+from harness.kinds import KINDS as _KINDS
 from harness.targets.base import Completed, Target
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
 
-REGISTRY: dict[str, str] = {
-    "native": "harness.targets.native:NativeTarget",
-    "chroot": "harness.targets.chroot:ChrootTarget",
-    "docker": "harness.targets.docker:DockerTarget",
-    "ssh": "harness.targets.ssh:SshTarget",
-    "qemu-vm": "harness.targets.qemu_vm:QemuVmTarget",
-}
+REGISTRY: dict[str, str] = {kind: info.backend for kind, info in _KINDS.items()}
 KINDS = tuple(REGISTRY)
 
 __all__ = ["KINDS", "REGISTRY", "Completed", "Target", "backend_class", "make_target"]

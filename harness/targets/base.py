@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import TargetError
+from harness.kinds import BaseOptions
 from harness.targets._common import GET_LIMIT
 
 if TYPE_CHECKING:
@@ -62,9 +63,8 @@ class Target(abc.ABC):
     #: the separate interpreter start ``facts()`` costs (a second under qemu-user).
     facts_from_probe: ClassVar[bool] = False
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        """Backend-specific TOML keys; none by default."""
+    #: The backend's own TOML keys: its dataclass in :data:`harness.kinds.KINDS`.
+    Options: ClassVar[type[BaseOptions]] = BaseOptions
 
     def __init__(
         self,
@@ -92,8 +92,8 @@ class Target(abc.ABC):
         self.image_id = ""
 
     @property
-    def options(self) -> Options:
-        opts: Target.Options = self.config.options
+    def options(self) -> BaseOptions:
+        opts: BaseOptions = self.config.options
         return opts
 
     @abc.abstractmethod

@@ -30,7 +30,6 @@ included, to that qemu (the host's binfmt is not touched).  Either way the
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import errno
 import fcntl
 import json
@@ -48,6 +47,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness import mounts, qemu_user
 from harness.errors import TargetError
 from harness.images.cache import cache_root
+from harness.kinds import ChrootOptions
 from harness.model import TargetFacts
 from harness.mounts import mounts_under
 from harness.targets._common import GET_LIMIT, copy_out, probe_facts
@@ -169,13 +169,9 @@ class ChrootTarget(Target):
     emulation: ClassVar[str] = "qemu-user"
     facts_from_probe: ClassVar[bool] = True
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        cpu: str = ""  # QEMU CPU model for qemu-user, e.g. "rv64,v=true,vlen=256"
-        rootfs: str = ""  # use this root filesystem folder instead of building the image
-        qemu: str = ""  # "" the host's binfmt entry; "debian-trixie" Debian 13's qemu-user from leapfrog's cache
+    Options = ChrootOptions
 
-    options: Options  # type: ignore[assignment]
+    options: ChrootOptions
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

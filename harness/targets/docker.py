@@ -87,7 +87,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness.errors import ConfigError, TargetError
+from harness.errors import TargetError
+from harness.kinds import DockerOptions
 from harness.model import TargetFacts
 from harness.targets._common import GET_LIMIT, CopyBudget, probe_facts, safe_extract, size_text
 from harness.targets._proc import BoundedBuffer
@@ -107,10 +108,7 @@ BLOCK = tarfile.BLOCKSIZE
 #: Seconds to wait for a killed command's stream to end before closing it.
 KILL_GRACE = 15.0
 _CHUNK = 1 << 20
-_MEMORY = re.compile(r"\d+(\.\d+)?[bkmg]?\Z", re.IGNORECASE)
-_PLATFORM = re.compile(r"[a-z0-9_]+/[a-z0-9_]+(/[a-z0-9_]+)?\Z")
 _TAG_UNSAFE = re.compile(r"[^a-z0-9._-]+")
-_CAP = re.compile(r"[A-Z_]+\Z")
 #: Capabilities a container keeps; Docker's other defaults are dropped (NET_RAW,
 #: MKNOD, AUDIT_WRITE, SETPCAP, SYS_CHROOT).  Root in the container still owns
 #: its files and installs packages (dnf on openEuler: chown, file modes and file
@@ -185,8 +183,6 @@ done
 
 
 # --------------------------------------------------------------------------- output
-
-
 
 
 def drain(frames: Iterable[tuple[bytes | None, bytes | None]], stdout: BoundedBuffer, stderr: BoundedBuffer) -> None:
@@ -547,49 +543,9 @@ class DockerTarget(Target):
     emulation: ClassVar[str] = "qemu-user"
     facts_from_probe: ClassVar[bool] = True
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        image_ref: str = ""  # use this image by reference (pulled if missing and a registry answers)
-        image_tarball: str = ""  # a `docker save` archive to load (once per file)
-        platform: str = "linux/riscv64"
-        cpus: float = 0.0  # 0: no limit
-        memory: str = ""  # "": no limit; e.g. "2g", "512m"
-        network: bool = False  # False: network_mode "none"
-        ports: list[int] = dataclasses.field(default_factory=list)  # published on 127.0.0.1 (needs network)
-        docker_host: str = ""  # "": DOCKER_HOST, else the local socket; ssh:// works
-        cpu: str = ""  # QEMU CPU model for qemu-user, e.g. "rv64,v=true,vlen=256"
-        pids_limit: int = 4096  # processes and threads (qemu-user counts each guest thread); 0: no limit
-        cap_add: list[str] = dataclasses.field(default_factory=list)  # beyond KEPT_CAPS
+    Options = DockerOptions
 
-        def __post_init__(self) -> None:
-            if self.pids_limit < 0:
-                raise ConfigError(
-                    f'docker target: key "pids_limit" must be 0 (no limit) or more, not {self.pids_limit}.'
-                )
-            for cap in self.cap_add:
-                if not _CAP.match(cap.upper().removeprefix("CAP_")) or cap.upper() in ("ALL", "CAP_ALL"):
-                    raise ConfigError(
-                        f'docker target: key "cap_add" holds {cap!r}; name single capabilities like "NET_RAW".'
-                    )
-            if self.cpus < 0:
-                raise ConfigError(f'docker target: key "cpus" must be 0 (no limit) or more, not {self.cpus}.')
-            if self.memory and not _MEMORY.match(self.memory):
-                raise ConfigError(
-                    f'docker target: key "memory" is "{self.memory}"; write a size such as "2g" or "512m".'
-                )
-            if not _PLATFORM.match(self.platform):
-                raise ConfigError(
-                    f'docker target: key "platform" is "{self.platform}"; write it as os/arch, e.g. "linux/riscv64".'
-                )
-            for port in self.ports:
-                if not 0 < port < 65536:
-                    raise ConfigError(f'docker target: key "ports" holds {port}, which is not a TCP port (1-65535).')
-            if self.ports and not self.network:
-                raise ConfigError(
-                    'docker target: key "ports" needs "network = true"; without a network there is nothing to publish.'
-                )
-
-    options: Options  # type: ignore[assignment]
+    options: DockerOptions
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

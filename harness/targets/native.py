@@ -9,7 +9,6 @@ The suite runs on the Python that runs leapfrog unless the target file says
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import platform
 import shutil
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import TargetError
+from harness.kinds import NativeOptions
 from harness.model import TargetFacts
 from harness.targets._common import GET_LIMIT, copy_out, probe_facts
 from harness.targets._proc import run_process
@@ -32,9 +32,7 @@ class NativeTarget(Target):
     emulation: ClassVar[str] = "native"
     facts_from_probe: ClassVar[bool] = True
 
-    @dataclasses.dataclass(frozen=True)
-    class Options:
-        pass
+    Options = NativeOptions
 
     def start(self) -> None:
         pass

@@ -54,7 +54,6 @@ import datetime
 import fcntl
 import json
 import logging
-import math
 import os
 import re
 import secrets
@@ -70,9 +69,10 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import paramiko
 
 from harness.errors import ConfigError, ImageError, TargetError
+from harness.kinds import QemuVmOptions, SshOptions
 from harness.targets._common import GET_LIMIT, probe_facts
 from harness.targets.base import Completed, Target
-from harness.targets.ssh import SshSession, SshTarget, generate_ed25519
+from harness.targets.ssh import SshSession, generate_ed25519
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -89,7 +89,6 @@ DISK_HEADROOM = 4 << 30
 HOSTNAME = "leapfrog-vm"
 #: Seconds ``stop()`` gives the guest to power off before QEMU is terminated.
 POWEROFF_WAIT = 20.0
-_MEMORY = re.compile(r"\d+[KMGT]?\Z", re.IGNORECASE)
 _SBIN = ("/usr/sbin", "/sbin")
 
 
@@ -471,33 +470,7 @@ class QemuVmTarget(Target):
         ],
     }
 
-    @dataclasses.dataclass(frozen=True)
-    class Options(Target.Options):
-        """TOML keys of a ``qemu-vm`` target."""
-
-        cpus: int = 2
-        memory: str = "2G"
-        cpu: str = ""
-        boot_timeout: float = 300.0
-        io_timeout: float = 120.0  # one exec or SFTP request over SSH: TCG is slow
-        machine: str = "virt"
-        bios: str = "default"
-        extra_args: list[str] = dataclasses.field(default_factory=list)
-        # Supplied images only (source "qcow2"): leapfrog's key is not in them.
-        user: str = "root"
-        password_env: str = ""  # the NAME of an environment variable, never the password
-
-        def __post_init__(self) -> None:
-            if self.cpus < 1:
-                raise ConfigError(f'key "cpus" must be 1 or more, not {self.cpus}.')
-            if not _MEMORY.match(self.memory):
-                raise ConfigError(f'key "memory" must be a size like "2G" or "2048M", not "{self.memory}".')
-            if not (math.isfinite(self.boot_timeout) and self.boot_timeout > 0):
-                raise ConfigError(f'key "boot_timeout" must be a positive number of seconds, not {self.boot_timeout}.')
-            # The same rules as an ssh target's (user, password_env, io_timeout).
-            SshTarget.Options(
-                host="127.0.0.1", user=self.user, password_env=self.password_env, io_timeout=self.io_timeout
-            )
+    Options = QemuVmOptions
 
     def __init__(
         self,
@@ -521,8 +494,8 @@ class QemuVmTarget(Target):
         self._session: SshSession | None = None
 
     @property
-    def options(self) -> QemuVmTarget.Options:
-        opts: QemuVmTarget.Options = self.config.options
+    def options(self) -> QemuVmOptions:
+        opts: QemuVmOptions = self.config.options
         return opts
 
     def __repr__(self) -> str:
@@ -543,7 +516,7 @@ class QemuVmTarget(Target):
     def image_packages_for(self, distro: str) -> list[str]:
         return sorted({*self.image_packages.get(distro, []), *self.packages})
 
-    def _media(self) -> tuple[BootMedia, SshTarget.Options]:
+    def _media(self) -> tuple[BootMedia, SshOptions]:
         """The disk to boot and how to log in: a disk built from Debian, or a supplied qcow2."""
         self.disk = None
         spec = self.config.image
@@ -551,7 +524,7 @@ class QemuVmTarget(Target):
             raise ConfigError(f'{self.config.file}: kind "qemu-vm" needs an [image] table.')
         if self.rootfs is not None or (spec is not None and spec.source == "build" and spec.distro == "debian"):
             self.disk = disk = ensure_disk(self._ensure_rootfs(), progress=self.progress)
-            login = SshTarget.Options(host="127.0.0.1", user="root", key_file=str(disk.client_key))
+            login = SshOptions(host="127.0.0.1", user="root", key_file=str(disk.client_key))
             return BootMedia.built(disk), login
         assert spec is not None
         if spec.source != "qcow2":
@@ -581,7 +554,7 @@ class QemuVmTarget(Target):
         o = self.options
         # The image brings its own host key, often made on first boot: trust it on first use,
         # per boot, then check it strictly for the rest of that boot.
-        login = SshTarget.Options(host="127.0.0.1", user=o.user, password_env=o.password_env, accept_new_host_key=True)
+        login = SshOptions(host="127.0.0.1", user=o.user, password_env=o.password_env, accept_new_host_key=True)
         return media, login
 
     def _supplied(self, where: str, sha256: str, *, trust_sha256sum: bool = False) -> Path:
@@ -710,7 +683,7 @@ class QemuVmTarget(Target):
             self.stop()
             raise
 
-    def _boot(self, qemu: str, template: list[str], login: SshTarget.Options) -> None:
+    def _boot(self, qemu: str, template: list[str], login: SshOptions) -> None:
         """Start QEMU from ``template`` (its port 0 replaced by a free one) and wait for SSH."""
         assert self._workdir is not None
         assert self.artifacts_dir is not None
@@ -778,7 +751,7 @@ class QemuVmTarget(Target):
         target = cls(config)
         try:
             # The boot's known_hosts holds the key by now: check it strictly.
-            login = SshTarget.Options(**{**handle["ssh"], "accept_new_host_key": False})
+            login = SshOptions(**{**handle["ssh"], "accept_new_host_key": False})
         except (KeyError, TypeError) as e:
             raise TargetError(f"target {config.name}: no booted VM to attach to ({e}).") from e
         target.boot_seconds = handle.get("boot_seconds")

@@ -32,9 +32,7 @@ is killed over a second channel.  Files move over SFTP.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
-import math
 import os
 import re
 import select
@@ -54,6 +52,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from paramiko.common import MSG_CHANNEL_REQUEST
 
 from harness.errors import ConfigError, TargetError
+from harness.kinds import SshOptions
 from harness.model import TargetFacts
 from harness.targets._common import GET_LIMIT, CopyBudget, kind_of, probe_facts, refused
 from harness.targets._proc import BoundedBuffer
@@ -108,8 +107,6 @@ def build_command(argv: list[str], *, env: dict[str, str] | None = None, cwd: st
 def kill_command(pgid: int) -> str:
     """Kill the process group ``pgid`` (and its leader, should the group be gone)."""
     return f"kill -s KILL -- -{pgid} 2>/dev/null; kill -s KILL -- {pgid} 2>/dev/null; true"
-
-
 
 
 class _MarkerFilter:
@@ -421,7 +418,7 @@ class SshSession:
 
     def __init__(
         self,
-        options: SshTarget.Options,
+        options: SshOptions,
         *,
         target_name: str,
         check_alive: Callable[[], None] | None = None,
@@ -894,37 +891,7 @@ class SshTarget(Target):
     kind = "ssh"
     emulation = "board"
 
-    @dataclasses.dataclass(frozen=True)
-    class Options(Target.Options):
-        """TOML keys of an ``ssh`` target."""
-
-        host: str
-        port: int = 22
-        user: str = "root"
-        key_file: str = ""
-        password_env: str = ""  # the NAME of an environment variable, never the password
-        known_hosts: str = ""  # default: ~/.ssh/known_hosts
-        accept_new_host_key: bool = False
-        connect_timeout: float = 30.0
-        io_timeout: float = 120.0  # one exec or SFTP request; a VM under TCG can take a minute
-
-        def __post_init__(self) -> None:
-            if not self.host:
-                raise ConfigError('key "host" must name the machine to connect to; it is empty.')
-            if not 1 <= self.port <= 65535:
-                raise ConfigError(f'key "port" must be between 1 and 65535, not {self.port}.')
-            if not self.user:
-                raise ConfigError('key "user" must name the user to log in as; it is empty.')
-            if self.password_env and not _ENV_NAME.match(self.password_env):
-                # The value may be a password pasted by mistake: never repeat it.
-                raise ConfigError(
-                    'key "password_env" must be the NAME of an environment variable that holds '
-                    'the password (like "BOARD_PASSWORD"), not the password itself.'
-                )
-            for key in ("connect_timeout", "io_timeout"):
-                value = getattr(self, key)
-                if not (math.isfinite(value) and value > 0):
-                    raise ConfigError(f'key "{key}" must be a positive number of seconds, not {value}.')
+    Options = SshOptions
 
     def __init__(
         self,
@@ -937,8 +904,8 @@ class SshTarget(Target):
         self.session = SshSession(self.options, target_name=self.name)
 
     @property
-    def options(self) -> SshTarget.Options:
-        opts: SshTarget.Options = self.config.options
+    def options(self) -> SshOptions:
+        opts: SshOptions = self.config.options
         return opts
 
     def __repr__(self) -> str:
