@@ -132,7 +132,7 @@ def test_riscv64_tags_take_manylinux_up_to_the_glibc_and_pure_wheels_never_musl(
 
 
 def test_unknown_release_is_a_config_error_naming_the_table() -> None:
-    with pytest.raises(ConfigError, match=r"harness/deps\.py RELEASES"):
+    with pytest.raises(ConfigError, match=r"harness/deps/platforms\.py RELEASES"):
         deps.platform_for(_target("x", image=ImageSpec(release="potato")))
 
 
@@ -263,7 +263,7 @@ def test_deps_command_prints_the_table_and_writes_json_and_html(
 
     from harness.cli import main
 
-    monkeypatch.setattr(deps, "LiveSources", _FixtureSources)
+    monkeypatch.setattr(deps.table, "LiveSources", _FixtureSources)
     req = tmp_path / "requirements.txt"
     req.write_text("scikit-learn\npydantic-core==2.50.5\nonnxruntime==1.32.0\n")
     argv = ["--root", str(project_root), "deps", "debian-trixie-riscv64", "-r", str(req)]
@@ -325,8 +325,8 @@ def test_debian_index_is_verified_cached_and_used_stale_when_the_mirror_is_down(
         return served[url]
 
     monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path))
-    monkeypatch.setattr(deps, "_get", get)
-    monkeypatch.setattr(deps, "verify_inrelease", lambda path, keyring=deps.DEBIAN_KEYRING: path.read_text())
+    monkeypatch.setattr(deps.live, "_get", get)
+    monkeypatch.setattr(deps.live, "verify_inrelease", lambda path, keyring=deps.DEBIAN_KEYRING: path.read_text())
     index, info = deps.debian_index("trixie", "riscv64", "http://m.invalid/debian")
     assert index["python3-sklearn"] == "1.4.2+dfsg-8"
     assert info.date == "Sat, 21 Nov 2026"
@@ -353,7 +353,9 @@ def test_a_packages_index_that_does_not_match_the_signed_digest_is_refused(
 ) -> None:
     inrelease = "SHA256:\n " + "0" * 64 + " 10 main/binary-riscv64/Packages.xz\n"
     monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path))
-    monkeypatch.setattr(deps, "_get", lambda url, timeout=60: inrelease.encode() if url.endswith("InRelease") else b"x")
-    monkeypatch.setattr(deps, "verify_inrelease", lambda path, keyring=deps.DEBIAN_KEYRING: path.read_text())
+    monkeypatch.setattr(
+        deps.live, "_get", lambda url, timeout=60: inrelease.encode() if url.endswith("InRelease") else b"x"
+    )
+    monkeypatch.setattr(deps.live, "verify_inrelease", lambda path, keyring=deps.DEBIAN_KEYRING: path.read_text())
     with pytest.raises(deps.DepsError, match="does not match the SHA-256 its signed InRelease lists"):
         deps.debian_index("trixie", "riscv64", "http://m.invalid/debian")
