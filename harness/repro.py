@@ -3,7 +3,7 @@
 The target is started as the run started it (its target file, the run's
 suites, so the same packages, and the image recorded in results.json), the
 suite and the probe are put in as the runner puts them
-(:meth:`harness.runner.CellRunner.prepare`), and pytest runs only that case,
+(:meth:`harness.cell.CellRunner.prepare`), and pytest runs only that case,
 its output streamed to the terminal without a size bound.  ``--shell`` opens
 an interactive shell in the target at the suite's folder instead.  The target
 is always stopped, also on Ctrl-C.
@@ -19,10 +19,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import select
 import shlex
-import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Collection, Sequence
@@ -34,7 +31,6 @@ from harness.model import Run, Status
 
 if TYPE_CHECKING:
     from harness.config import Project, SuiteConfig, TargetConfig
-    from harness.targets import Target
 
 #: Options of the run's command line that say where the project was.
 PROJECT_OPTIONS = ("--root", "--targets-dir", "--suites-dir")
@@ -93,7 +89,7 @@ class Pick:
 
 def load_results(run_dir: Path) -> Run:
     """The run in ``run_dir/results.json``; a ConfigError naming the file when it is not one."""
-    from harness.report import load_run
+    from harness.results import load_run
 
     if not run_dir.is_dir():
         raise ConfigError(
@@ -255,129 +251,6 @@ def pin_image(cfg: TargetConfig, recorded: str, *, suites: Sequence[str], say: C
     return cfg
 
 
-# ------------------------------------------------------------------ the terminal, attached to a target
-
-
-def _exit_status(returncode: int) -> int:
-    return 128 - returncode if returncode < 0 else returncode
-
-
-def attached(target: Target, argv: list[str], *, env: dict[str, str], cwd: str, interactive: bool) -> int:
-    """Run ``argv`` in the started ``target`` with this process's terminal: output unbounded, as it comes.
-
-    ``interactive``: stdin is passed on (a pipe or the terminal; a terminal gets
-    a pty on the far side too); else the command reads nothing.  Returns the
-    exit status (128 + N when signal N ended it).
-    """
-    stdin = None if interactive else subprocess.DEVNULL
-    tty = interactive and sys.stdin.isatty()
-    kind = target.kind
-    if kind == "native":
-        from harness.targets.native import NativeTarget
-
-        assert isinstance(target, NativeTarget)
-        if argv and argv[0] == target.config.python:
-            argv = [target.python, *argv[1:]]
-        full = {**os.environ, **target.config.env, **env}
-        return _exit_status(subprocess.run(argv, env=full, cwd=cwd, stdin=stdin, check=False).returncode)
-    if kind == "chroot":
-        from harness.targets.chroot import ChrootTarget
-
-        assert isinstance(target, ChrootTarget)
-        root = target.root
-        if root is None:
-            raise TargetError(f"target {target.name}: not started.")
-        inner = ["chroot", str(root), "/usr/bin/env", "-C", cwd, *argv]
-        return _exit_status(subprocess.run(inner, env=target.env(env), stdin=stdin, check=False).returncode)
-    if kind == "docker":
-        from harness.targets.docker import DockerTarget
-
-        assert isinstance(target, DockerTarget)
-        docker = shutil.which("docker")
-        if docker is None or target.container_id is None:
-            raise TargetError(
-                f"target {target.name}: `docker exec` needs the docker command line (apt-get install docker.io)."
-            )
-        host = ["-H", target.options.docker_host] if target.options.docker_host else []
-        flags = ["-i", *(["-t"] if tty else [])] if interactive else []
-        extra = [f"-e{k}={v}" for k, v in env.items()]
-        cmd = [docker, *host, "exec", *flags, "-w", cwd, *extra, target.container_id, *argv]
-        return _exit_status(subprocess.run(cmd, stdin=stdin, check=False).returncode)
-    if kind in ("ssh", "qemu-vm"):
-        return _ssh_attached(target, argv, env=env, cwd=cwd, interactive=interactive, tty=tty)
-    raise TargetError(f'target {target.name}: leapfrog repro cannot attach a terminal to kind "{kind}".')
-
-
-def _session(target: Target) -> Any:
-    from harness.targets.qemu_vm import QemuVmTarget
-    from harness.targets.ssh import SshTarget
-
-    if isinstance(target, SshTarget):
-        return target.session
-    if isinstance(target, QemuVmTarget):
-        return target._ssh()
-    raise TargetError(f"target {target.name}: no SSH session.")
-
-
-def ssh_command(argv: list[str], *, env: dict[str, str], cwd: str) -> str:
-    """``cd -- CWD && exec env -- K=V ... ARGV`` (the server's AcceptEnv is not relied on)."""
-    from harness.targets.ssh import build_command
-
-    full = build_command(argv, env=env, cwd=cwd)
-    return full.split(" && ", 1)[1]  # without the process-group marker: nothing to kill, the user watches
-
-
-def _ssh_attached(
-    target: Target, argv: list[str], *, env: dict[str, str], cwd: str, interactive: bool, tty: bool
-) -> int:
-    """An SSH channel (with a pty when stdin is a terminal) joined to stdin, stdout and stderr."""
-    env = {**target.config.env, **env}
-    session = _session(target)
-    chan = session._open_session()
-    if tty:
-        size = shutil.get_terminal_size()
-        chan.get_pty(term=os.environ.get("TERM", "xterm"), width=size.columns, height=size.lines)
-    chan.exec_command(ssh_command(argv, env=env, cwd=cwd))
-    stdin_fd = sys.stdin.fileno() if interactive else None
-    if stdin_fd is None:
-        chan.shutdown_write()
-    out, err = sys.stdout.buffer, sys.stderr.buffer
-    saved = None
-    if tty and stdin_fd is not None:
-        import termios
-        import tty as ttymod
-
-        saved = termios.tcgetattr(stdin_fd)
-        ttymod.setraw(stdin_fd)
-    try:
-        while True:
-            watch: list[Any] = [chan] + ([stdin_fd] if stdin_fd is not None else [])
-            ready, _, _ = select.select(watch, [], [], 0.5)
-            if chan in ready or chan.recv_ready() or chan.recv_stderr_ready():
-                while chan.recv_ready():
-                    out.write(chan.recv(65536))
-                while chan.recv_stderr_ready():
-                    err.write(chan.recv_stderr(65536))
-                out.flush()
-                err.flush()
-            if stdin_fd is not None and stdin_fd in ready:
-                data = os.read(stdin_fd, 65536)
-                if data:
-                    chan.sendall(data)
-                else:
-                    chan.shutdown_write()
-                    stdin_fd = None
-            if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
-                break
-        return int(chan.recv_exit_status())
-    finally:
-        if saved is not None:
-            import termios
-
-            termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
-        chan.close()
-
-
 # ------------------------------------------------------------------ reproducing
 
 
@@ -414,8 +287,12 @@ def reproduce(
     say: Callable[[str], None] = lambda _m: None,
 ) -> Outcome:
     """Start the target as the run did, run ``pick`` (or a shell) with the terminal attached; always stop it."""
+    from harness.cell import CellRunner
+    from harness.guest import lacking
     from harness.plan import PlannedCell, make_plan
-    from harness.runner import CellRunner, Runner, RunOptions, _lines, _ResultsDir, parse_probe_lines
+    from harness.readback import cases_in
+    from harness.runner import Runner, RunOptions
+    from harness.terminal import attached
 
     info = run.target(pick.target)
     if info is None:
@@ -442,11 +319,10 @@ def reproduce(
 
         runner = Runner(plan, options, emit=emit)
         say(f"starting {cfg.name}")
-        target, _facts = runner._start(cfg.name)  # started exactly as a run starts it
+        target, _facts = runner.start_target(cfg.name)  # started exactly as a run starts it
         try:
-            distro = cfg.image.distro if cfg.image else "debian"
-            lacking = sorted(set(runner.missing.get(cfg.name, [])) & set(suite.packages_for(distro)))
-            cells = CellRunner(target, PlannedCell(cfg, suite), options, emit, missing=lacking)
+            planned = PlannedCell(cfg, suite)
+            cells = CellRunner(target, planned, options, emit, missing=lacking(planned, runner.missing[cfg.name]))
             where = target if shell else cells.where
             if shell and cells.host_driven:  # the shell is in the target: the suite alone goes there
                 cells.where = target
@@ -468,18 +344,11 @@ def reproduce(
                 env["LEAPFROG_DONE"] = ""
                 say(f"running {pick.case} on {cfg.name} ({suite.name}); it {pick.status} in the run")
                 code = attached(where, one, env=env, cwd=cwd, interactive=False)
-                status = ""
-                results = _ResultsDir(where, base, Path(tmp))
-                try:
-                    data, _more, _missing = results.read("results.jsonl")
-                finally:
-                    results.close()
-                for c in parse_probe_lines(_lines(data)).cases:
-                    if c.name == pick.case:
-                        status = c.status.value
+                cases = cases_in(where, base, "results.jsonl", Path(tmp))
+                status = next((c.status.value for c in cases if c.name == pick.case), "")
                 return outcome(status, code)
             finally:
                 with contextlib.suppress(TargetError):
                     where.remove_tree(base)
         finally:
-            runner._stop(cfg.name)
+            runner.stop_target(cfg.name)

@@ -14,6 +14,7 @@ from harness.errors import LeapfrogError
 from harness.model import Run
 from harness.report.html import render_html
 from harness.report.junit import junit_filename, write_junit
+from harness.results import load_run  # re-exported: it lives beside the results writer
 
 __all__ = ["ReportError", "load_run", "render_all", "render_html", "write_junit"]
 
@@ -24,18 +25,6 @@ class ReportError(LeapfrogError):
     def __init__(self, message: str, written: list[Path]) -> None:
         super().__init__(message)
         self.written = written
-
-
-def load_run(folder: Path) -> Run:
-    from harness.errors import ConfigError
-
-    path = folder / "results.json" if folder.is_dir() else folder
-    try:
-        return Run.from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except FileNotFoundError as e:
-        raise ConfigError(f"{path}: no results.json there; pass a report folder written by `leapfrog run`.") from e
-    except (ValueError, KeyError, TypeError) as e:
-        raise ConfigError(f"{path}: not a leapfrog results.json ({e}).") from e
 
 
 #: From this many cases on, JUnit XML is written by a forked process while the

@@ -20,7 +20,8 @@ from harness.known_issues import load as load_known_issues
 from harness.model import CaseResult, CellResult, Run, Status, verdict_for
 from harness.plan import make_plan
 from harness.probe import PROBE_DIR
-from harness.runner import Runner, RunOptions, parse_probe_lines
+from harness.probe_lines import parse_probe_lines
+from harness.runner import Runner, RunOptions
 
 SUITE = """
 import os, sys, time, pytest

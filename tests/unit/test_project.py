@@ -173,16 +173,16 @@ def test_a_not_run_project_cell_is_recorded_with_its_reason_and_the_target_never
     def never(*_a: object, **_k: object) -> None:
         raise AssertionError("the target was started for a not-run cell")
 
-    monkeypatch.setattr(Runner, "_start", never)
+    monkeypatch.setattr(Runner, "start_target", never)
     run = Runner(Plan([PlannedCell(target, suite)]), RunOptions(out=tmp_path / "out")).execute()
     (cell,) = run.cells
     assert (cell.verdict, cell.message) == (Verdict.NOT_RUN, reason)
 
 
 def test_a_project_suite_name_is_printed_as_written_not_as_an_emoji(capsys: pytest.CaptureFixture[str]) -> None:
-    from harness import cli
+    from harness.cli import show
 
-    cli._Progress().event("cell-start", {"target": "native", "suite": "project:six", "attempt": 1})
+    show.Progress().event("cell-start", {"target": "native", "suite": "project:six", "attempt": 1})
     assert "native / project:six: running" in capsys.readouterr().err
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from harness import repro as rp
+from harness import terminal as tm
 from harness.config import TargetConfig, load_suite
 from harness.errors import ConfigError, ImageError
 from harness.model import CaseResult, CellResult, Run, Status, TargetInfo, Verdict
@@ -322,12 +323,12 @@ def test_docker_attaches_with_docker_exec_in_the_suite_folder(monkeypatch: pytes
         seen.append(argv)
         return subprocess.CompletedProcess(argv, 1)
 
-    monkeypatch.setattr(rp.shutil, "which", lambda _name: "/usr/bin/docker")
-    monkeypatch.setattr(rp.subprocess, "run", fake_run)
-    monkeypatch.setattr(rp.sys.stdin, "isatty", lambda: False)
+    monkeypatch.setattr(tm.shutil, "which", lambda _name: "/usr/bin/docker")
+    monkeypatch.setattr(tm.subprocess, "run", fake_run)
+    monkeypatch.setattr(tm.sys.stdin, "isatty", lambda: False)
     env = {"LEAPFROG_TARGET": "x y"}
-    assert rp.attached(target, ["python3", "-m", "pytest", "a b"], env=env, cwd="/tmp/l/suite", interactive=False) == 1
-    assert rp.attached(target, ["/bin/sh"], env={}, cwd="/tmp/l/suite", interactive=True) == 1
+    assert tm.attached(target, ["python3", "-m", "pytest", "a b"], env=env, cwd="/tmp/l/suite", interactive=False) == 1
+    assert tm.attached(target, ["/bin/sh"], env={}, cwd="/tmp/l/suite", interactive=True) == 1
     docker = ["/usr/bin/docker", "-H", "ssh://u@h", "exec"]
     assert seen == [
         [*docker, "-w", "/tmp/l/suite", "-eLEAPFROG_TARGET=x y", "c0ffee", "python3", "-m", "pytest", "a b"],
@@ -336,7 +337,7 @@ def test_docker_attaches_with_docker_exec_in_the_suite_folder(monkeypatch: pytes
 
 
 def test_ssh_runs_the_command_in_the_folder_with_its_environment_and_no_marker() -> None:
-    line = rp.ssh_command(["python3", "-m", "pytest", "a b"], env={"K": "v w"}, cwd="/tmp/x y")
+    line = tm.ssh_command(["python3", "-m", "pytest", "a b"], env={"K": "v w"}, cwd="/tmp/x y")
     assert line == "cd -- '/tmp/x y' && exec env -- 'K=v w' python3 -m pytest 'a b'"
 
 

@@ -19,21 +19,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import harness.report
-from harness import cli
+from harness import cli, probe_lines
 from harness import runner as runner_mod
+from harness.cell import CellRunner
 from harness.config import TargetConfig, load_suite
 from harness.errors import TargetError
 from harness.model import CaseResult, CellResult, Run, Status, TargetFacts, TargetInfo, Verdict
 from harness.plan import make_plan
+from harness.probe_lines import parse_probe_lines
+from harness.readback import NotRegularFile, read_regular
 from harness.report import ReportError, render_all
-from harness.runner import (
-    CellRunner,
-    NotRegularFile,
-    Runner,
-    RunOptions,
-    parse_probe_lines,
-    read_regular,
-)
+from harness.runner import Runner, RunOptions
 from harness.targets.base import Completed
 from harness.targets.native import NativeTarget
 
@@ -312,7 +308,7 @@ def test_results_file_replaced_by_the_suite_is_refused(
 def test_too_many_cases_keeps_the_first_and_is_infra_error(
     tmp_path: Path, write_suite, native_config: TargetConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(runner_mod, "MAX_CASES", 10)
+    monkeypatch.setattr(probe_lines, "MAX_CASES", 10)
     body = "import pytest\n@pytest.mark.parametrize('i', range(40))\ndef test_many(i):\n    pass\n"
     folder = write_suite("many", {"test_m.py": body})
     run = Runner(make_plan([native_config], [load_suite(folder)]), RunOptions(out=tmp_path / "o")).execute()
@@ -326,7 +322,7 @@ def test_too_many_cases_keeps_the_first_and_is_infra_error(
 def test_results_over_the_byte_cap_keep_what_was_read(
     tmp_path: Path, write_suite, native_config: TargetConfig, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
-    monkeypatch.setattr(runner_mod, "MAX_RESULTS_BYTES", 4000)
+    monkeypatch.setattr(probe_lines, "MAX_RESULTS_BYTES", 4000)
     body = "import pytest\n@pytest.mark.parametrize('i', range(60))\ndef test_many(i):\n    print('x' * 100)\n"
     folder = write_suite("big", {"test_b.py": body})
     run = Runner(make_plan([native_config], [load_suite(folder)]), RunOptions(out=tmp_path / "o")).execute()
