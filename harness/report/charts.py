@@ -162,6 +162,10 @@ def _value_axis(values: Sequence[float], narrow: bool = False) -> dict[str, Any]
     }
 
 
+def _percent(v: float) -> str:
+    return f"{v:.1f} %"
+
+
 def _fmt_ratio(v: float | None) -> str:
     return "" if v is None else f"×{v:.3g}"
 
@@ -340,40 +344,21 @@ def trend_charts(history: Sequence[RunSummary], colors: Mapping[str, str]) -> li
             "height": 340,
         }
 
-    def draw_rate(narrow: bool) -> Any:
-        chart = pygal.Line(
-            **_config(
-                [color[t] for t in targets],
-                narrow,
-                range=(floor, 100),
-                value_formatter=lambda v: f"{v:.1f} %",
-                **common(narrow),
-            )
-        )
-        chart.x_labels = labels
-        for t in targets:
-            pts = [r.per_target.get(t) for r in runs]
-            chart.add(
-                clean(t, 40), [100.0 * p[0] / p[1] if p and p[1] else None for p in pts], allow_interruptions=True
-            )
-        return chart
+    def line(value: Callable[[tuple[int, int, float]], float | None], **kw: Any) -> Draw:
+        """A line per target of ``value(passed, total, seconds)`` over the runs."""
 
-    def draw_time(narrow: bool) -> Any:
-        chart = pygal.Line(
-            **_config(
-                [color[t] for t in targets],
-                narrow,
-                value_formatter=lambda v: f"{v:.1f} s",
-                y_title="s",
-                **common(narrow),
-            )
-        )
-        chart.x_labels = labels
-        for t in targets:
-            pts = [r.per_target.get(t) for r in runs]
-            chart.add(clean(t, 40), [p[2] if p else None for p in pts], allow_interruptions=True)
-        return chart
+        def draw(narrow: bool) -> Any:
+            chart = pygal.Line(**_config([color[t] for t in targets], narrow, **kw, **common(narrow)))
+            chart.x_labels = labels
+            for t in targets:
+                pts = [r.per_target.get(t) for r in runs]
+                chart.add(clean(t, 40), [value(p) if p else None for p in pts], allow_interruptions=True)
+            return chart
 
+        return draw
+
+    draw_rate = line(lambda p: 100.0 * p[0] / p[1] if p[1] else None, range=(floor, 100), value_formatter=_percent)
+    draw_time = line(lambda p: p[2], value_formatter=lambda v: f"{v:.1f} s", y_title="s")
     return [
         _figure("trend-pass", f"Pass rate over the last {len(runs)} runs (%)", draw_rate),
         _figure("trend-time", "Summed case time over the same runs (seconds)", draw_time),
