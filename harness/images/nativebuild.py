@@ -12,8 +12,8 @@ machine, and they dominate the build:
 
 So an image build gets a native copy of Debian's own ``dpkg`` and
 ``python3.X`` for the host (:func:`ensure_native`: ``mmdebstrap
---variant=extract`` from the same mirror and release, cached), and two hooks
-(:func:`hook_argv`):
+--variant=extract`` from the same mirror and release, cached; it lives in
+:mod:`harness.images.native_copy`), and two hooks (:func:`hook_argv`):
 
 1. **essential hook** (:func:`essential`), after the essential packages: the
    native copy goes into the image under :data:`WORK`, and a folder of
@@ -40,19 +40,58 @@ the command that hook runs (``update-initramfs -c -k VERSION -b /boot``).
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
-import hashlib
+import importlib.resources
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+
+from harness.images.native_copy import (
+    NATIVE_PACKAGES,
+    HookError,
+    Native,
+    deb_version,
+    default_python,
+    ensure_native,
+    mark_stale,
+    native_dir,
+    same_build,
+    versions_from_debs,
+)
+
+__all__ = [
+    "APT_CONF",
+    "BUILD_ENV",
+    "DPKG_PATH",
+    "MARK",
+    "NATIVE_PACKAGES",
+    "WORK",
+    "HookError",
+    "Native",
+    "customize",
+    "customize_argv",
+    "deb_version",
+    "default_python",
+    "enabled",
+    "ensure_native",
+    "essential",
+    "hook_argv",
+    "kernel_images",
+    "kernel_versions",
+    "main",
+    "make_initramfs",
+    "mark_stale",
+    "native_dir",
+    "parse_calls",
+    "replay_emulated",
+    "replay_native",
+    "same_build",
+    "versions_from_debs",
+]
 
 #: Inside the image, during the build only: the wrappers, the recorded calls, the native copy.
 WORK = "var/lib/leapfrog-build"
@@ -64,22 +103,15 @@ DPKG_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 BUILD_ENV = {"INITRD": "No"}
 #: Marks phase starts in the build output (see :class:`harness.images.buildrun.PhaseClock`).
 MARK = "I: leapfrog:"
-#: What the native copy holds: dpkg (for dpkg-deb) and the default python3.
-NATIVE_PACKAGES = ("dpkg", "python3")
 
-_RECORDER = """#!/bin/sh
-# leapfrog image build: this call is written down and replayed by a native
-# interpreter once every package is in (harness/images/nativebuild.py).
-for a in "$@"; do
-    [ -n "$a" ] || exec /usr/bin/py3compile "$@"
-done
-{ for a in "$@"; do printf '%s\\0' "$a"; done; printf '\\n'; } >> /{work}/py3compile.calls
-"""
 
-_NATIVE_EXEC = """#!/bin/sh
-# leapfrog image build: Debian's {prog} for the build host, the same version as the image's.
-exec {argv} "$@"
-"""
+def _script(name: str) -> str:
+    return (importlib.resources.files("harness.images") / "scripts" / name).read_text(encoding="utf-8")
+
+
+#: The shell wrappers (in ``harness/images/scripts/``): py3compile writes its calls down; dpkg-deb runs natively.
+_RECORDER = _script("py3compile-recorder.sh")
+_NATIVE_EXEC = _script("native-exec.sh")
 
 #: Run by the native interpreter inside the image's chroot: Debian's py3compile, its compiler workers native.
 _DRIVER = r'''
@@ -127,155 +159,6 @@ for i, args in enumerate(calls):
 with open(RESULT, "w", encoding="utf-8") as out:
     json.dump({"failed": failed}, out)
 '''
-
-_BINNMU = re.compile(r"\+b\d+$")
-
-
-class HookError(Exception):
-    """A step of the build hooks failed the way the package's own postinst would have."""
-
-
-# ------------------------------------------------------------------ versions
-
-
-def deb_version(root: Path, package: str) -> str:
-    """The version of ``package`` installed in ``root`` (from its dpkg status), or "" when it is not."""
-    try:
-        text = (root / "var/lib/dpkg/status").read_text(errors="replace")
-    except OSError:
-        return ""
-    for para in text.split("\n\n"):
-        fields = dict(line.split(": ", 1) for line in para.splitlines() if ": " in line and line[:1] != " ")
-        if fields.get("Package") == package and fields.get("Status", "").endswith(" installed"):
-            return fields.get("Version", "")
-    return ""
-
-
-def same_build(a: str, b: str) -> bool:
-    """Two Debian versions of one source upload: equal once a binNMU suffix (``+bN``) is dropped."""
-    return bool(a) and _BINNMU.sub("", a) == _BINNMU.sub("", b)
-
-
-def default_python(root: Path) -> str:
-    """``root``'s default ``python3.X`` (where ``usr/bin/python3`` links to), or "" when it has none."""
-    try:
-        target = os.readlink(root / "usr/bin/python3")
-    except OSError:
-        return ""
-    return target if re.fullmatch(r"python3\.\d+", target) else ""
-
-
-# ------------------------------------------------------------------ the native copy
-
-
-@dataclasses.dataclass(frozen=True)
-class Native:
-    """Debian's dpkg and python3 for the build host, extracted (not installed) into ``root``."""
-
-    root: Path
-    versions: dict[str, str]  # package -> Debian version, from the .deb files extracted
-
-    @property
-    def python(self) -> str:
-        return default_python(self.root)
-
-    def loader(self) -> Path:
-        """The dynamic loader, relative to ``root``: a real file (a link there may be absolute)."""
-        for cand in sorted(self.root.glob("usr/lib/*/ld-linux*.so.*")):
-            if cand.is_file() and not cand.is_symlink():
-                return cand.relative_to(self.root)
-        raise HookError(f"no dynamic loader under {self.root}/usr/lib; remove {self.root.parent} to fetch it again.")
-
-    def argv(self, at: str, program: str) -> list[str]:
-        """The command that runs ``program`` (``usr/bin/X``) of this copy when the copy is seen at ``at``."""
-        ld = self.loader()
-        return [f"{at}/{ld}", "--library-path", f"{at}/{ld.parent}", f"{at}/{program}"]
-
-
-def _host_arch() -> str:
-    from harness.images.debian import host_debian_arch
-
-    return host_debian_arch()
-
-
-def native_dir(release: str, mirror: str) -> Path:
-    """Where the native copy for ``release`` from ``mirror`` is cached."""
-    from harness.images.cache import cache_root
-
-    tag = hashlib.sha256(mirror.encode()).hexdigest()[:12]
-    return cache_root() / "native" / f"{release}-{_host_arch()}-{tag}"
-
-
-def versions_from_debs(names: Sequence[str]) -> dict[str, str]:
-    """Package -> version from ``.deb`` file names as apt saves them (``name_version_arch.deb``, ``:`` as %3a)."""
-    out = {}
-    for name in names:
-        parts = name.removesuffix(".deb").split("_")
-        if name.endswith(".deb") and len(parts) == 3:
-            out[parts[0]] = parts[1].replace("%3a", ":")
-    return out
-
-
-def ensure_native(release: str, mirror: str, *, say: Callable[[str], None] = print) -> Native | None:
-    """The cached native copy of dpkg and python3 for ``release``, fetched when absent or stale; None if it fails.
-
-    None means the build runs every step under emulation, as before; the reason is said.
-    """
-    import filelock
-
-    from harness import mounts
-    from harness.images import buildrun
-
-    folder = native_dir(release, mirror)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    timeout = buildrun.deadline(buildrun.BUILD_TIMEOUT)
-    with filelock.FileLock(str(folder) + ".lock", timeout=timeout):
-        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
-            have = json.loads((folder / "native.json").read_text())
-            if not have.get("stale"):
-                return Native(folder / "root", dict(have["versions"]))
-        mounts.unmount_and_remove(folder)  # absent, half-made or stale: fetch again
-        folder.mkdir()
-        start = time.monotonic()
-        say(f"fetching Debian {release}'s {' and '.join(NATIVE_PACKAGES)} for {_host_arch()}, to build natively with")
-        keep = folder / "debs"
-        keep.mkdir()
-        argv = [
-            "mmdebstrap",
-            "--variant=extract",
-            f"--include={','.join(NATIVE_PACKAGES)}",
-            "--dpkgopt=path-exclude=/usr/share/doc/*",
-            "--dpkgopt=path-exclude=/usr/share/man/*",
-            "--dpkgopt=path-exclude=/usr/share/locale/*",
-            f'--extract-hook=ls "$1/var/cache/apt/archives" > {shlex.quote(str(keep / "debs.txt"))}',
-            "--",
-            release,
-            str(folder / "root"),
-            mirror,
-        ]
-        env = {k: v for k, v in os.environ.items() if not k.startswith("MMDEBSTRAP_")}
-        done = buildrun.run_logged(argv, timeout=timeout, env=env)
-        try:
-            versions = versions_from_debs((keep / "debs.txt").read_text().split())
-        except OSError:
-            versions = {}
-        shutil.rmtree(keep, ignore_errors=True)
-        if done.code != 0 or done.timed_out or "dpkg" not in versions:
-            say(f"W: fetching a native dpkg and python3 failed, so the whole build runs emulated: {done.tail[-1:]}")
-            mounts.unmount_and_remove(folder)
-            return None
-        meta = {"versions": versions, "seconds": round(time.monotonic() - start, 1)}
-        (folder / "native.json").write_text(json.dumps(meta, indent=2))
-        return Native(folder / "root", versions)
-
-
-def mark_stale(native_root: Path) -> None:
-    """Have the next build fetch the native copy again (the archive moved on: its versions differ)."""
-    meta = native_root.parent / "native.json"
-    with contextlib.suppress(OSError, ValueError):
-        data = json.loads(meta.read_text())
-        data["stale"] = True
-        meta.write_text(json.dumps(data, indent=2))
 
 
 # ------------------------------------------------------------------ hooks
