@@ -23,24 +23,20 @@ A requirement nothing fits (no distribution package, no wheel for the
 target; an sdist only), or a project with compiled parts on a non-native
 target, makes that target's cell ``not-run`` with the reason: the
 requirement, and what exists.
+
+The host side (copy, build, read the wheel) is :mod:`harness.project_wheel`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import email.parser
 import json
 import re
 import shutil
-import subprocess
-import sys
-import tarfile
-import zipfile
 from collections.abc import Callable, Iterable
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
-from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from harness import deps
@@ -48,6 +44,38 @@ from harness.config import SuiteConfig, SuitePackages, TargetConfig
 from harness.errors import ConfigError, LeapfrogError
 from harness.model import ProjectDeps, clean_deps_column
 from harness.plan import PlannedCell
+from harness.project_wheel import (
+    BUILD_TIMEOUT,
+    SKIP,
+    Built,
+    ProjectError,
+    build_wheel,
+    copy_source,
+    prepare,
+    requires_dist,
+    unpack_sdist,
+    unpack_wheel,
+    wheel_metadata,
+)
+
+__all__ = [
+    "BUILD_TIMEOUT",
+    "Built",
+    "ProjectError",
+    "build_wheel",
+    "cells",
+    "copy_source",
+    "copy_tests",
+    "plan",
+    "plan_target",
+    "prepare",
+    "requires_dist",
+    "suite_config",
+    "unpack_sdist",
+    "unpack_wheel",
+    "wheel_metadata",
+    "write_suite",
+]
 
 PREFIX = "project:"
 SITE = "_leapfrog_site"
@@ -58,9 +86,6 @@ CASE_TIMEOUT = 300.0
 #: Folders holding a project's tests, and pytest's configuration files, copied into the suite.
 TEST_DIRS = ("tests", "test", "testing")
 INI_FILES = ("pytest.ini", ".pytest.ini", "tox.ini", "setup.cfg", "pyproject.toml")
-_SKIP = shutil.ignore_patterns(".git", ".hg", ".venv", "venv", ".tox", ".nox", "build", "dist", "__pycache__", "*.pyc")
-#: Seconds for building the project's wheel on the host.
-BUILD_TIMEOUT = 900
 
 CONFTEST = """\
 # Written by leapfrog (harness/project.py).  The project and the dependency wheels
@@ -80,150 +105,15 @@ if os.path.exists(os.path.join(_here, "{project_conftest}")):
 """
 
 
-class ProjectError(LeapfrogError):
-    """A project could not be prepared on the host (unpacked, built)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Built:
-    """A project made ready on the host."""
-
-    name: str  # canonical
-    version: str
-    source: Path  # the copy (or unpacked sdist) in the run folder
-    wheel: Path
-    requirements: list[Requirement]  # the wheel's Requires-Dist (with the extras asked for) + groups
-
-    @property
-    def pure(self) -> bool:
-        return self.wheel.name.endswith("-none-any.whl")
-
-
-# --------------------------------------------------------------------------- host side
-
-
-def _safe_member(name: str) -> bool:
-    p = PurePosixPath(name)
-    return not p.is_absolute() and ".." not in p.parts and "\\" not in name
-
-
-def unpack_sdist(archive: Path, dest: Path) -> Path:
-    """Unpack an sdist into ``dest`` (no links, devices or paths outside it); return its top folder."""
-    dest.mkdir(parents=True, exist_ok=True)
-    try:
-        if archive.name.endswith(".zip"):
-            with zipfile.ZipFile(archive) as z:
-                for info in z.infolist():
-                    if not _safe_member(info.filename):
-                        raise ProjectError(f"{archive}: member {info.filename!r} points outside the archive.")
-                z.extractall(dest)  # noqa: S202 (every member checked above)
-        else:
-            with tarfile.open(archive) as t:
-                t.extractall(dest, filter="data")
-    except (tarfile.TarError, zipfile.BadZipFile, OSError) as e:
-        raise ProjectError(f"{archive}: cannot unpack it as an sdist ({e}); pass a .tar.gz or .zip sdist.") from e
-    tops = [p for p in dest.iterdir() if p.is_dir()]
-    if len(tops) != 1:
-        raise ProjectError(f"{archive}: an sdist holds one top folder; this one has {len(tops)}.")
-    return tops[0]
-
-
-def copy_source(path: Path, work: Path) -> Path:
-    """The project's files in ``work/src``: a copy of the folder, or the unpacked sdist."""
-    src = work / "src"
-    if src.exists():
-        shutil.rmtree(src)
-    if path.is_dir():
-        shutil.copytree(path, src / path.resolve().name, ignore=_SKIP, symlinks=True)
-        return src / path.resolve().name
-    if path.is_file() and path.name.endswith((".tar.gz", ".tgz", ".zip")):
-        return unpack_sdist(path, src)
-    raise ConfigError(f"--project {path}: not a project folder or an sdist (.tar.gz, .zip); pass one of them.")
-
-
-def build_wheel(source: Path, out: Path) -> Path:
-    """``pip wheel --no-deps`` of ``source`` into ``out`` (on the host, with the interpreter running leapfrog)."""
-    out.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(out), str(source)]
-    try:
-        done = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=BUILD_TIMEOUT)
-    except subprocess.TimeoutExpired as e:
-        raise ProjectError(f"building the wheel of {source} took over {BUILD_TIMEOUT} s; it was stopped.") from e
-    wheels = sorted(out.glob("*.whl"))
-    if done.returncode != 0 or not wheels:
-        tail = (done.stdout + done.stderr).strip()[-2000:]
-        raise ProjectError(f"`pip wheel --no-deps {source}` failed (exit {done.returncode}); fix the build:\n{tail}")
-    return wheels[0]
-
-
-def wheel_metadata(wheel: Path) -> email.message.Message:
-    with zipfile.ZipFile(wheel) as z:
-        name = next((n for n in z.namelist() if re.fullmatch(r"[^/]+\.dist-info/METADATA", n)), None)
-        if name is None:
-            raise ProjectError(f"{wheel.name} has no .dist-info/METADATA; it is not a wheel.")
-        return email.parser.Parser().parsestr(z.read(name).decode("utf-8", errors="replace"))
-
-
-def requires_dist(meta: email.message.Message, extras: Iterable[str], where: str) -> list[Requirement]:
-    """The ``Requires-Dist`` lines with their ``extra`` markers decided for ``extras`` (other markers kept)."""
-    wanted = {canonicalize_name(e) for e in extras}
-    known = {canonicalize_name(e) for e in meta.get_all("Provides-Extra") or []}
-    unknown = wanted - known
-    if unknown:
-        raise ConfigError(f"{where}: no extra {', '.join(sorted(unknown))}; it provides: {', '.join(known) or 'none'}.")
-    out: list[Requirement] = []
-    for line in meta.get_all("Requires-Dist") or []:
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            continue
-        if req.marker is not None and "extra" in str(req.marker):
-            if not any(req.marker.evaluate({"extra": e}) for e in wanted):
-                continue
-            req = Requirement(str(req).split(";", 1)[0])  # the extra's other conditions are rare; kept simple
-        out.append(req)
-    return out
-
-
-def prepare(path: Path, work: Path, extras: Iterable[str] = (), groups: Iterable[str] = ()) -> Built:
-    """Copy or unpack the project into ``work``, build its wheel, and read its requirements."""
-    source = copy_source(path, work)
-    wheel = build_wheel(source, work / "wheel")
-    meta = wheel_metadata(wheel)
-    reqs = requires_dist(meta, extras, f"--project {path}")
-    if groups:
-        reqs += deps.read_project(source, (), groups).requirements
-    return Built(canonicalize_name(meta.get("Name", source.name)), meta.get("Version", ""), source, wheel, reqs)
-
-
-def unpack_wheel(wheel: Path, site: Path) -> None:
-    """A wheel's files in ``site`` as an installer would put them in site-packages (scripts and data left out)."""
-    site.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(wheel) as z:
-        for info in z.infolist():
-            name = info.filename
-            if not _safe_member(name):
-                raise ProjectError(f"{wheel.name}: member {name!r} points outside the wheel; it is not used.")
-            parts = PurePosixPath(name).parts
-            if parts and parts[0].endswith(".data"):
-                if len(parts) < 3 or parts[1] not in ("purelib", "platlib"):
-                    continue
-                parts = parts[2:]
-            if info.is_dir() or not parts:
-                continue
-            dest = site.joinpath(*parts)
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            with z.open(info) as src, dest.open("wb") as out:
-                shutil.copyfileobj(src, out)
-            if info.external_attr >> 16 & 0o111:
-                dest.chmod(0o755)
+def _safe_name(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
 
 def copy_tests(source: Path, suite: Path) -> int:
     """The project's tests and pytest configuration into ``suite``; returns how many test files."""
     for d in TEST_DIRS:
         if (source / d).is_dir():
-            shutil.copytree(source / d, suite / d, ignore=_SKIP, symlinks=True, dirs_exist_ok=True)
+            shutil.copytree(source / d, suite / d, ignore=SKIP, symlinks=True, dirs_exist_ok=True)
     for f in source.iterdir():
         if f.is_file() and (re.fullmatch(r"test_.*\.py|.*_test\.py", f.name) or f.name in INI_FILES):
             shutil.copy2(f, suite / f.name)
@@ -364,7 +254,7 @@ def plan(
     out: list[PlannedCell] = []
     tables: list[ProjectDeps] = []
     for path in paths:
-        folder = work / re.sub(r"[^A-Za-z0-9._-]", "_", path.resolve().name)
+        folder = work / _safe_name(path.resolve().name)
         progress(f"project {path}: building its wheel on the host")
         built = prepare(path, folder, extras, groups)
         table = ProjectDeps(suite=PREFIX + built.name, version=built.version, source=str(path))
@@ -374,12 +264,11 @@ def plan(
             tplan = plan_target(built, platform, live.sources())
             if live.errors.get(target.name) and not tplan.not_run:
                 progress(f"project {built.name}: {target.name}: {live.errors[target.name]}")
-            suite_dir = folder / "suites" / re.sub(r"[^A-Za-z0-9._-]", "_", target.name)
+            suite_dir = folder / "suites" / _safe_name(target.name)
             write_suite(built, tplan, suite_dir)
             distro = target.image.distro if target.image else ""
             out.append(PlannedCell(target, suite_config(built, tplan, suite_dir, distro)))
-            index = live.indexes.get((platform.distro, platform.release, platform.arch))
-            column = deps.TargetDeps(platform, tplan.resolutions, index[1] if index else None)
+            column = deps.TargetDeps(platform, tplan.resolutions, live.index_info(platform))
             column.index_error = live.errors.get(target.name, "")
             raw = {**column.to_dict(), "not_run": tplan.not_run}
             table.targets.append(clean_deps_column(raw))  # the shape results.json documents, every key present
