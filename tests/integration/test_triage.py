@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from harness.cli import exit_code
 from harness.report import load_run
 from harness.triage import parse_classes
+from harness.workflow import exit_code
 from tests.integration.conftest import ROOT, cache_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.chroot]

@@ -14,7 +14,7 @@ import pytest
 
 from harness import autotimeout, history
 from harness.autotimeout import FLOOR, MARGIN, Slowdown
-from harness.cli import _CaseTimeout
+from harness.cli.cmd_run import CaseTimeout
 from harness.config import SuiteConfig, TargetConfig, load_project, load_suite
 from harness.errors import ConfigError
 from harness.model import CaseResult, CellResult, Run, Status, Verdict
@@ -214,7 +214,7 @@ def test_suite_toml_auto_and_its_errors(tmp_path: Path) -> None:
 
 
 def test_case_timeout_option_takes_seconds_or_auto() -> None:
-    opt = _CaseTimeout()
+    opt = CaseTimeout()
     assert opt.convert("auto", None, None) == "auto"
     assert opt.convert("AUTO", None, None) == "auto"
     assert opt.convert("2", None, None) == 2.0

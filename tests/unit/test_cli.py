@@ -60,14 +60,14 @@ def test_doctor_reports_each_check(project_root: Path) -> None:
 
 
 def test_printable_neutralises_terminal_escapes() -> None:
-    from harness.cli import printable
+    from harness.cli.show import printable
 
     assert printable("a\x1b[31mred\x00\tb\n") == "a\\x1b[31mred\\x00\tb\\x0a"
 
 
 def test_a_cell_that_could_not_run_for_a_reason_is_exit_1_not_a_silent_pass() -> None:
-    from harness.cli import exit_code
     from harness.model import CaseResult, CellResult, Run, Status, Verdict
+    from harness.workflow import exit_code
 
     ok = CellResult("native", "project:x", Verdict.COMPATIBLE, [CaseResult("t.py::a", Status.PASSED, 0.1)])
     lacking = CellResult("rv", "project:x", Verdict.NOT_RUN, message='"tensorflow" has no riscv64 build')

@@ -206,16 +206,16 @@ def test_compare_cli_prints_the_test_that_decided(tmp_path: Path) -> None:
 
 
 def test_the_terminal_lists_the_first_noise_changes_then_counts_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
-    from harness import cli
+    from harness.cli import show
     from harness.report.types import CaseChange, Comparison
 
     changes = [
         CaseChange("rv", "upstream", f"t.py::test_{i}", "noise", "0.1s", "0.12s", 1.2, "+20 ms < 50 ms floor")
         for i in range(25)
     ]
-    cli._print_changes(Comparison(base_run_id="b", run_id="n", changes=changes))
+    show.changes(Comparison(base_run_id="b", run_id="n", changes=changes))
     shown = capsys.readouterr().out
-    assert shown.count("\n  noise ") == cli.NOISE_SHOWN
+    assert shown.count("\n  noise ") == show.NOISE_SHOWN
     assert "… and 15 more within the noise (--show-noise lists them)" in shown
-    cli._print_changes(Comparison(base_run_id="b", run_id="n", changes=changes), show_noise=True)
+    show.changes(Comparison(base_run_id="b", run_id="n", changes=changes), show_noise=True)
     assert capsys.readouterr().out.count("\n  noise ") == 25

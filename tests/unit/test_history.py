@@ -9,11 +9,12 @@ import pytest
 from click.testing import CliRunner
 
 from harness import history
-from harness.cli import exit_code, main
+from harness.cli import main
 from harness.errors import ConfigError
 from harness.known_issues import apply, load
 from harness.merge import merge_runs
 from harness.model import CaseResult, CellResult, Run, Status, TargetFacts, TargetInfo, Verdict
+from harness.workflow import exit_code
 
 
 def run_with(run_id: str, started: str, statuses: dict[str, tuple[Status, float]], p99: float = 100.0) -> Run:

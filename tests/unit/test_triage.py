@@ -434,8 +434,9 @@ def test_long_evidence_keeps_the_class_and_drops_the_json() -> None:
 def test_run_prints_counts_and_fail_on_decides_exit_1(tmp_path: Path, write_suite) -> None:  # type: ignore[no-untyped-def]
     from click.testing import CliRunner
 
-    from harness.cli import exit_code, main
+    from harness.cli import main
     from harness.report import load_run
+    from harness.workflow import exit_code
 
     write_suite(
         "mini",
