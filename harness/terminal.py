@@ -81,7 +81,7 @@ def _session(target: Target) -> Any:
 
 def ssh_command(argv: list[str], *, env: dict[str, str], cwd: str) -> str:
     """``cd -- CWD && exec env -- K=V ... ARGV`` (the server's AcceptEnv is not relied on)."""
-    from harness.targets.ssh import build_command
+    from harness.targets.ssh_command import build_command
 
     full = build_command(argv, env=env, cwd=cwd)
     return full.split(" && ", 1)[1]  # without the process-group marker: nothing to kill, the user watches

@@ -70,9 +70,10 @@ import paramiko
 
 from harness.errors import ConfigError, ImageError, TargetError
 from harness.kinds import QemuVmOptions, SshOptions
+from harness.sshkeys import generate_ed25519
 from harness.targets._common import GET_LIMIT, probe_facts
 from harness.targets.base import Completed, Target
-from harness.targets.ssh import SshSession, generate_ed25519
+from harness.targets.ssh_session import SshSession
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -21,9 +21,10 @@ import pytest
 from harness.config import ImageSpec, TargetConfig
 from harness.errors import TargetError
 from harness.images import CachedImage
+from harness.sshkeys import generate_ed25519
 from harness.targets.base import OUTPUT_LIMIT
 from harness.targets.qemu_vm import QemuVmTarget
-from harness.targets.ssh import SshTarget, generate_ed25519
+from harness.targets.ssh import SshTarget
 
 pytestmark = [pytest.mark.integration, pytest.mark.qemu_vm]
 

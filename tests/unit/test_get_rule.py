@@ -26,7 +26,7 @@ from harness.errors import TargetError
 from harness.targets import _common, make_target
 from harness.targets.chroot import ChrootTarget
 from harness.targets.docker import extract_get
-from harness.targets.ssh import download
+from harness.targets.sftp import download
 from tests.unit.test_ssh_unit import FakeSftp
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -32,6 +32,8 @@ from paramiko.common import cMSG_CHANNEL_REQUEST
 
 from harness.config import ImageSpec, TargetConfig, load_target
 from harness.errors import ConfigError, ImageError, TargetError
+from harness.sshkeys import generate_ed25519
+from harness.targets._proc import BoundedBuffer
 from harness.targets.base import OUTPUT_LIMIT
 from harness.targets.qemu_vm import (
     BootMedia,
@@ -43,18 +45,10 @@ from harness.targets.qemu_vm import (
     find_kernel,
     tail,
 )
-from harness.targets.ssh import (
-    PGID_MARKER,
-    BoundedBuffer,
-    SshTarget,
-    _MarkerFilter,
-    build_command,
-    check_member_name,
-    download,
-    generate_ed25519,
-    kill_command,
-    upload,
-)
+from harness.targets.sftp import check_member_name, download, upload
+from harness.targets.ssh import SshTarget
+from harness.targets.ssh_command import PGID_MARKER, build_command, kill_command
+from harness.targets.ssh_command import MarkerFilter as _MarkerFilter
 
 SECRET = "correct horse battery staple"
 
