@@ -347,7 +347,7 @@ def merge(p: Project | None, folders: Sequence[Path], out_dir: Path) -> Run:
 
 
 def _load_run(folder: Path) -> Run:
-    from harness.report import load_run
+    from harness.results import load_run  # not harness.report: `compare` on folders needs no Jinja
 
     return load_run(folder)
 
@@ -381,9 +381,9 @@ def build_images(
             took = time.monotonic() - start
             yield f"{t.name}: {img.meta.name} ({len(img.meta.packages)} packages, {took:.1f}s) {img.rootfs}"
             seen.add(img.meta.key)
-        if t.kind == "docker":
-            ref = make_target(t, packages=plan.packages_for(t)).prepare()  # type: ignore[attr-defined]
-            yield f"{t.name}: docker image {ref}"
+        ref = make_target(t, packages=plan.packages_for(t)).prepare_image()  # a docker target imports it
+        if ref:
+            yield f"{t.name}: {t.kind} image {ref}"
 
 
 def fetch_images(p: Project, names: Sequence[str], *, progress: Callable[[int, int | None], None]) -> Iterator[str]:

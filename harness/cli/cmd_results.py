@@ -18,7 +18,7 @@ from harness.workflow import EXIT_FAIL, EXIT_OK
 def report(obj: Ctx, folder: Path) -> None:
     """Render JUnit XML and index.html again from FOLDER/results.json."""
     from harness import workflow as wf
-    from harness.report import load_run
+    from harness.results import load_run
 
     run = load_run(folder)
     for path in wf.render(run, folder, settings=wf.settings(obj.try_project(), run)):
