@@ -69,13 +69,10 @@ def attached(target: Target, argv: list[str], *, env: dict[str, str], cwd: str, 
 
 
 def _session(target: Target) -> Any:
-    from harness.targets.qemu_vm import QemuVmTarget
-    from harness.targets.ssh import SshTarget
+    from harness.targets.ssh_base import SshBackedTarget
 
-    if isinstance(target, SshTarget):
-        return target.session
-    if isinstance(target, QemuVmTarget):
-        return target._ssh()
+    if isinstance(target, SshBackedTarget):
+        return target.ssh_session()
     raise TargetError(f"target {target.name}: no SSH session.")
 
 

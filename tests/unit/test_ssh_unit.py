@@ -32,19 +32,11 @@ from paramiko.common import cMSG_CHANNEL_REQUEST
 
 from harness.config import ImageSpec, TargetConfig, load_target
 from harness.errors import ConfigError, ImageError, TargetError
+from harness.images.vm_disk import BootMedia, Injected, VmDisk, debugfs_script, ensure_disk, find_kernel
 from harness.sshkeys import generate_ed25519
 from harness.targets._proc import BoundedBuffer
 from harness.targets.base import OUTPUT_LIMIT
-from harness.targets.qemu_vm import (
-    BootMedia,
-    Injected,
-    QemuVmTarget,
-    VmDisk,
-    debugfs_script,
-    ensure_disk,
-    find_kernel,
-    tail,
-)
+from harness.targets.qemu_vm import QemuVmTarget, tail
 from harness.targets.sftp import check_member_name, download, upload
 from harness.targets.ssh import SshTarget
 from harness.targets.ssh_command import PGID_MARKER, build_command, kill_command
