@@ -29,12 +29,13 @@ import pytest
 from harness.config import TargetConfig, load_project, load_suite
 from harness.errors import TargetError
 from harness.images import CachedImage
+from harness.images.docker_archive import image_tag, load_archive
 from harness.model import Verdict
 from harness.plan import make_plan
 from harness.runner import Runner, RunOptions
 from harness.targets import make_target
 from harness.targets.base import OUTPUT_LIMIT
-from harness.targets.docker import DockerTarget, image_tag, load_archive
+from harness.targets.docker import DockerTarget
 from tests.conftest import with_options
 from tests.integration.conftest import ROOT
 

@@ -6,6 +6,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tarfile
@@ -15,27 +16,17 @@ from typing import Any
 
 import pytest
 
+from harness import judge
 from harness.config import load_target
-from harness.errors import ConfigError, TargetError
+from harness.errors import ConfigError, LeapfrogError, TargetError
 from harness.images.cache import RECIPE_VERSION, ImageMeta
+from harness.images.docker_archive import image_tag, layer_entries, load_archive
 from harness.targets import _common
-from harness.targets import docker as docker_mod
+from harness.targets import docker_exec as docker_mod
 from harness.targets.base import OUTPUT_LIMIT
-from harness.targets.docker import (
-    KEPT_CAPS,
-    BoundedBuffer,
-    DockerTarget,
-    decode_status,
-    drain,
-    extract_get,
-    host_id,
-    image_tag,
-    is_stale,
-    layer_entries,
-    load_archive,
-    process_start,
-    tar_for_put,
-)
+from harness.targets.docker import KEPT_CAPS, DockerTarget
+from harness.targets.docker_engine import host_id, is_stale, process_start
+from harness.targets.docker_exec import BoundedBuffer, decode_status, drain, extract_get, tar_for_put
 
 IMAGE = '\n[image]\ndistro = "debian"\nrelease = "trixie"\narch = "riscv64"\n'
 
@@ -558,6 +549,138 @@ def test_the_sweep_removes_only_this_hosts_containers_whose_process_is_gone(
             box("no-pid", mine, "x", ""),
         ]
     )
-    with_api(DockerTarget(load_target(target_file(tmp_path, ""))), api)._cleanup_stale()
+    with_api(DockerTarget(load_target(target_file(tmp_path, ""))), api).engine.remove_stale()
     assert sorted(api.removed) == ["mine-killed", "mine-pid-reused"]
     assert is_stale({"leapfrog.pid": me, "leapfrog.pid_start": ""}) is False  # no start time: the pid decides
+
+
+# --------------------------------------------------------------------------- a user's mistake or a broken engine
+
+
+class ImageApi:
+    """An engine that holds no images: inspect answers 404 (or ``inspect_error``), load answers ``load_records``."""
+
+    base_url, api_version = "http+docker://localhost", "1.41"
+
+    def __init__(self, inspect_error: Exception | None = None, load_records: list[dict[str, str]] | None = None):
+        self.inspect_error = inspect_error
+        self.load_records = load_records or []
+        self.posted: list[str] = []
+
+    def inspect_image(self, ref: str) -> dict[str, Any]:
+        import docker.errors
+
+        raise self.inspect_error or docker.errors.ImageNotFound(f"no such image: {ref}")
+
+    def post(self, url: str, **kw: Any) -> Any:
+        self.posted.append(url)
+        for _ in kw["data"]:  # the engine reads the whole archive
+            pass
+        lines = [json.dumps(r).encode() for r in self.load_records]
+        return type("Answer", (), {"status_code": 200, "iter_lines": lambda _self: iter(lines), "close": print})()
+
+
+class ImageClient:
+    def __init__(self, api: ImageApi, pull_error: Exception | None = None) -> None:
+        self.api = api
+        self.pull_error = pull_error
+        self.images = self
+
+    def info(self) -> dict[str, str]:
+        return {"ID": "engine-1"}
+
+    def pull(self, ref: str, **kw: object) -> None:
+        if self.pull_error:
+            raise self.pull_error
+
+
+def api_error(status: int, explanation: str) -> Exception:
+    import docker.errors
+
+    answer = type("Answer", (), {"status_code": status, "reason": "", "url": "http://engine"})()
+    return docker.errors.APIError(f"{status} Client Error", response=answer, explanation=explanation)
+
+
+def prepared(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, client: ImageClient, **image: str) -> Any:
+    """What prepare() raises for a target file with ``body`` and more [image] keys, talking to ``client``."""
+    monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path / "cache"))
+    path = tmp_path / "t-docker.toml"
+    path.write_text('kind = "docker"\n' + body + IMAGE + "".join(f'{k} = "{v}"\n' for k, v in image.items()))
+    t = DockerTarget(load_target(path))
+    t.client = client
+    with pytest.raises(LeapfrogError) as err:
+        t.prepare()
+    return err.value
+
+
+@pytest.mark.parametrize(
+    ("body", "image", "match"),
+    [
+        ('image_tarball = "/nonexistent/oe.tar.xz"\n', {}, r'key "image_tarball" names the image archive '
+         r'"/nonexistent/oe.tar.xz", which does not exist; fix "image_tarball"'),
+        ("", {"source": "tarball", "path": "/nonexistent/rootfs.tar"}, r'key "image.path" names the image archive'),
+        ("", {"source": "tarball", "url": "https://example.invalid/oe.tar.xz"},
+         r"is not downloaded yet; run: leapfrog images fetch t-docker"),
+        ("", {"source": "docker"}, r'\[image\] source "docker" names no image to run in Docker; give it a "ref"'),
+    ],
+)  # fmt: skip
+def test_an_image_the_target_file_names_wrongly_is_a_config_error_never_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str, image: dict[str, str], match: str
+) -> None:
+    err = prepared(tmp_path, monkeypatch, body, ImageClient(ImageApi()), **image)
+    assert isinstance(err, ConfigError), err
+    assert re.search(match, str(err)), str(err)
+    assert str(tmp_path / "t-docker.toml") in str(err)  # names the file to fix
+    assert not judge.retry_start(err, failures=1, retries=3)
+
+
+def test_a_reference_the_engine_refuses_is_a_config_error_naming_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bad = api_error(400, "invalid reference format: repository name must be lowercase")
+    err = prepared(tmp_path, monkeypatch, 'image_ref = "Bad/Ref:1"\n', ImageClient(ImageApi(inspect_error=bad)))
+    assert isinstance(err, ConfigError), err
+    assert 'key "image_ref" is "Bad/Ref:1", which the Docker engine refuses (invalid reference format' in str(err)
+    err = prepared(tmp_path, monkeypatch, "", ImageClient(ImageApi(), pull_error=bad), source="docker", ref="Up:1")
+    assert isinstance(err, ConfigError), err
+    assert 'key "image.ref" is "Up:1"' in str(err)
+    assert not judge.retry_start(err, failures=1, retries=3)
+
+
+def test_an_archive_that_is_not_a_docker_save_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "rootfs.tar"
+    archive.write_bytes(b"\0" * 2048)
+    api = ImageApi(load_records=[{"error": "open /var/lib/docker/tmp/x/repositories: no such file or directory"}])
+    err = prepared(tmp_path, monkeypatch, f'image_tarball = "{archive}"\n', ImageClient(api))
+    assert isinstance(err, ConfigError), err
+    assert f'docker load of "{archive}" (key "image_tarball") failed: open /var/lib' in str(err)
+    assert "It must be a `docker save` archive" in str(err)
+    assert api.posted == ["http+docker://localhost/v1.41/images/load"]
+
+
+def test_an_archive_of_several_images_without_a_choice_is_a_config_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    archive = tmp_path / "two.tar"
+    archive.write_bytes(b"\0" * 2048)
+    api = ImageApi(load_records=[{"stream": "Loaded image: a:1\n"}, {"stream": "Loaded image: b:2\n"}])
+    err = prepared(tmp_path, monkeypatch, f'image_tarball = "{archive}"\n', ImageClient(api))
+    assert isinstance(err, ConfigError), err
+    assert 'holds 2 images (a:1, b:2); set "image_ref" to the one to run' in str(err)
+
+
+def test_an_engine_or_registry_that_fails_stays_a_target_error_and_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    down = api_error(500, 'Get "https://registry-1.docker.io/v2/": dial tcp: lookup registry-1.docker.io')
+    err = prepared(tmp_path, monkeypatch, 'image_ref = "library/busybox:1"\n', ImageClient(ImageApi(), pull_error=down))
+    assert isinstance(err, TargetError), err
+    assert 'image "library/busybox:1" is not on the engine and could not be pulled' in str(err)
+    assert judge.retry_start(err, failures=1, retries=3)
+    err = prepared(
+        tmp_path, monkeypatch, 'image_ref = "x:1"\n', ImageClient(ImageApi(inspect_error=api_error(500, "boom")))
+    )
+    assert isinstance(err, TargetError), err
+    assert "failed to prepare the image" in str(err)

@@ -25,7 +25,7 @@ from harness.config import load_project
 from harness.errors import TargetError
 from harness.targets import _common, make_target
 from harness.targets.chroot import ChrootTarget
-from harness.targets.docker import extract_get
+from harness.targets.docker_exec import extract_get
 from harness.targets.sftp import download
 from tests.unit.test_ssh_unit import FakeSftp
 

@@ -1,0 +1,76 @@
+"""What the chroot and docker backends share: a Linux userland run through qemu-user on this host.
+
+Both run commands in a root filesystem with the same environment, record the
+same emulator facts, and clean up what a killed leapfrog left behind by asking
+whether the process that made it is gone.  Standard library only at import (the
+image writer in :mod:`harness.images` uses ``PATH`` too).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import subprocess
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.model import TargetFacts
+
+#: The ``PATH`` of every command in a root filesystem, and of the images leapfrog makes.
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+
+def command_env(cpu: str, configured: dict[str, str], extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a command: the userland's defaults, ``QEMU_CPU``, the file's ``env``, then ``extra``."""
+    env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
+    if cpu:
+        env["QEMU_CPU"] = cpu
+    env.update(configured)
+    env.update(extra or {})
+    return env
+
+
+def emulated_facts(facts: TargetFacts, cpu: str) -> TargetFacts:
+    """Mark probed facts as qemu-user's, with the CPU model the target file asked for."""
+    facts.emulation = "qemu-user"
+    facts.cpu_model = cpu or "qemu-user default"
+    return facts
+
+
+def qemu_version(binary: str) -> tuple[str, str]:
+    """(first ``--version`` line, version) of a qemu-user binary, asked once per process; ("", "") if it cannot run."""
+    from harness import qemu_user
+    from harness.errors import TargetError
+
+    with contextlib.suppress(TargetError, subprocess.SubprocessError):
+        line, version, _ = qemu_user.describe(binary)
+        return line, version
+    return "", ""
+
+
+# --------------------------------------------------------------------------- leftovers of a killed leapfrog
+
+
+def process_start(pid: int) -> str | None:
+    """When process ``pid`` started (clock ticks since boot, /proc/PID/stat field 22), or None if there is none."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text(encoding="ascii", errors="replace").strip()
+    except OSError:
+        return None
+    fields = raw.rpartition(")")[2].split()  # the name in parentheses may hold spaces
+    return fields[19] if len(fields) > 19 else None
+
+
+def owner_gone(pid: int, started: str) -> bool:
+    """True when process ``pid``, which started at ``started`` (see :func:`process_start`), is gone.
+
+    Its pid is free, or now belongs to a process that started at another time.
+    With no start time recorded, the pid alone decides.  A pid of 0 or less is
+    never gone: nothing valid was recorded, so the leftover is left alone.
+    """
+    if pid <= 0:
+        return False
+    now = process_start(pid)
+    if now is None:
+        return True
+    return bool(started) and started != now
