@@ -30,137 +30,41 @@ included, to that qemu (the host's binfmt is not touched).  Either way the
 from __future__ import annotations
 
 import contextlib
-import errno
-import fcntl
-import json
 import os
 import secrets
 import shutil
-import signal
-import stat
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness import mounts, qemu_user
 from harness.errors import TargetError
-from harness.images.cache import cache_root
 from harness.kinds import ChrootOptions
 from harness.model import TargetFacts
 from harness.mounts import mounts_under
+from harness.paths import runs_dir
 from harness.targets._common import GET_LIMIT, copy_out, probe_facts
 from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target
+from harness.targets.chroot_files import open_dir, put_dir, put_file
+from harness.targets.chroot_workdir import cleanup_stale, kill_rooted, make_workdir, pids_rooted_at
+from harness.userland import command_env, emulated_facts, qemu_version
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
 
-PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 QEMU_BINFMT = {
     "riscv64": "/proc/sys/fs/binfmt_misc/qemu-riscv64",
     "aarch64": "/proc/sys/fs/binfmt_misc/qemu-aarch64",
 }
 
 
-LOCK = "lock"  # flock-ed by the live target that owns a work folder
-OWNER = "owner.json"
-#: A work folder without a lock file younger than this is being set up by a starting target.
-YOUNG_SECONDS = 60.0
-
 __all__ = ["ChrootTarget", "cleanup_stale", "kill_rooted", "mounts_under", "pids_rooted_at", "runs_dir"]
-
-
-def runs_dir() -> Path:
-    """``<cache>/runs``, resolved: work folders of chroot targets live here."""
-    d = cache_root() / "runs"
-    d.mkdir(parents=True, exist_ok=True)
-    return Path(os.path.realpath(d))
 
 
 def _sh(argv: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, check=False)
-
-
-def pids_rooted_at(root: Path) -> list[int]:
-    """Processes whose root directory is ``root`` (what runs in the chroot)."""
-    want = os.path.realpath(root)
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            if os.readlink(f"/proc/{entry}/root") == want:
-                pids.append(int(entry))
-        except OSError:
-            continue
-    return pids
-
-
-def kill_rooted(root: Path) -> int:
-    """SIGKILL everything running in ``root``; returns how many were killed."""
-    killed = 0
-    for _ in range(5):
-        pids = pids_rooted_at(root)
-        if not pids:
-            break
-        for pid in pids:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(pid, signal.SIGKILL)
-                killed += 1
-        time.sleep(0.1)
-    return killed
-
-
-def _lock(workdir: Path, *, wait: bool) -> int | None:
-    """An fd holding ``workdir``'s flock, or None when another live target holds it (or there is no lock file)."""
-    try:
-        fd = os.open(workdir / LOCK, os.O_RDWR | os.O_NOFOLLOW | (os.O_CREAT if wait else 0), 0o600)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        return None
-    return fd
-
-
-def _owner_alive(workdir: Path) -> bool:
-    """What a folder without a lock file says: made by a starting target, or an older leapfrog still running."""
-    try:
-        if time.time() - os.lstat(workdir).st_mtime < YOUNG_SECONDS:
-            return True
-        pid = int(json.loads((workdir / OWNER).read_text())["pid"])
-    except (OSError, ValueError, KeyError, TypeError):
-        return False
-    return pid > 0 and Path(f"/proc/{pid}").exists()
-
-
-def cleanup_stale() -> list[Path]:
-    """Unmount and remove work folders whose target is gone (kill -9, OOM); returns them.
-
-    Only folders whose lock this process can take are touched: a live target
-    holds its lock from the moment the folder exists until it is removed.
-    Raises :class:`harness.mounts.MountError` (naming the ``umount`` to run)
-    and leaves the folder when one of its mounts cannot be undone.
-    """
-    cleaned = []
-    for d in sorted(runs_dir().iterdir()):
-        if d.is_symlink() or not d.is_dir():
-            continue
-        fd = _lock(d, wait=False)
-        if fd is None and (os.path.lexists(d / LOCK) or _owner_alive(d)):
-            continue  # a live target's folder
-        try:
-            kill_rooted(d / "root")
-            mounts.unmount_and_remove(d)
-            cleaned.append(d)
-        finally:
-            if fd is not None:
-                os.close(fd)
-    return cleaned
 
 
 class ChrootTarget(Target):
@@ -285,19 +189,8 @@ class ChrootTarget(Target):
 
     def _make_workdir(self) -> Path:
         """A fresh ``runs/<name>-XXXX`` folder, locked and owned before anything is mounted in it."""
-        parent = runs_dir()
-        for _ in range(100):
-            workdir = parent / f"{self.name}-{secrets.token_hex(4)}"
-            try:
-                workdir.mkdir(mode=0o700)
-            except FileExistsError:
-                continue
-            self._lock_fd = _lock(workdir, wait=True)
-            tmp = workdir / f"{OWNER}.tmp"
-            tmp.write_text(json.dumps({"pid": os.getpid(), "target": self.name}))
-            tmp.replace(workdir / OWNER)
-            return workdir
-        raise TargetError(f"target {self.name}: could not make a work folder in {parent}.")
+        workdir, self._lock_fd = make_workdir(self.name)
+        return workdir
 
     def _mount(self, argv: list[str]) -> None:
         assert self.workdir is not None
@@ -356,12 +249,7 @@ class ChrootTarget(Target):
         return self.root
 
     def env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8", "TMPDIR": "/tmp"}
-        if self.options.cpu:
-            env["QEMU_CPU"] = self.options.cpu
-        env.update(self.config.env)
-        env.update(extra or {})
-        return env
+        return command_env(self.options.cpu, self.config.env, extra)
 
     def run(
         self,
@@ -406,34 +294,7 @@ class ChrootTarget(Target):
         return parts
 
     def _open_dir(self, parts: list[str], remote: str, *, create: bool) -> int:
-        """An fd of the folder ``parts`` below the root, opened one level at a time without following links.
-
-        A link (or a non-folder) the target put on the way is refused: it
-        could lead anywhere on the host.
-        """
-        fd = os.open(self._require_root(), os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            for part in parts:
-                try:
-                    sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-                except FileNotFoundError:
-                    if not create:
-                        raise
-                    os.mkdir(part, 0o755, dir_fd=fd)
-                    sub = os.open(part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
-                except OSError as e:
-                    if e.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise
-                    raise TargetError(
-                        f'target {self.name}: "{remote}" passes through "{part}", which is a link or not a folder '
-                        "in the target; nothing copied there (a target must not redirect leapfrog's files)."
-                    ) from e
-                os.close(fd)
-                fd = sub
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
+        return open_dir(self._require_root(), parts, remote, create=create, target=self.name)
 
     def put(self, local: Path, remote: str) -> None:
         """Copy ``local`` to ``remote``; never writes through a link the target made (a link there is replaced)."""
@@ -441,9 +302,9 @@ class ChrootTarget(Target):
         parent = self._open_dir(parts[:-1], remote, create=True)
         try:
             if local.is_dir():
-                _put_dir(local, parent, parts[-1])
+                put_dir(local, parent, parts[-1])
             else:
-                _put_file(local, parent, parts[-1])
+                put_file(local, parent, parts[-1])
         finally:
             os.close(parent)
 
@@ -497,11 +358,10 @@ class ChrootTarget(Target):
         return self.enrich_facts(probe_facts(self))
 
     def enrich_facts(self, facts: TargetFacts) -> TargetFacts:
-        facts.emulation = self.emulation
-        facts.cpu_model = self.options.cpu or "qemu-user default"
+        emulated_facts(facts, self.options.cpu)
         binary, interp = self._emulator()
         if binary:
-            line, version, _ = qemu_user.describe(binary)
+            line, version = qemu_version(binary)
             facts.extra["qemu"] = line
             facts.extra["qemu_version"] = version
             facts.extra["qemu_binary"] = binary
@@ -516,40 +376,3 @@ class ChrootTarget(Target):
 
 def _ignore(_value: object) -> None:
     pass
-
-
-def _put_file(src: Path, parent: int, name: str) -> None:
-    """Copy the host file ``src`` to ``name`` in the open folder ``parent``, replacing a link there."""
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISLNK(os.lstat(name, dir_fd=parent).st_mode):
-            os.unlink(name, dir_fd=parent)
-    st = os.stat(src)
-    fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600, dir_fd=parent)
-    with open(fd, "wb") as out, open(src, "rb") as inp:
-        shutil.copyfileobj(inp, out, 1 << 20)
-        os.fchmod(out.fileno(), stat.S_IMODE(st.st_mode))
-        out.flush()
-        os.utime(out.fileno(), ns=(st.st_atime_ns, st.st_mtime_ns))
-
-
-def _put_dir(src: Path, parent: int, name: str) -> None:
-    """Copy the host folder ``src`` to ``name`` in ``parent``; links in ``src`` are copied as links."""
-    with contextlib.suppress(FileNotFoundError):
-        if stat.S_ISLNK(os.lstat(name, dir_fd=parent).st_mode):
-            os.unlink(name, dir_fd=parent)
-    with contextlib.suppress(FileExistsError):
-        os.mkdir(name, 0o755, dir_fd=parent)
-    fd = os.open(name, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=parent)
-    try:
-        os.chmod(fd, stat.S_IMODE(os.stat(src).st_mode))
-        for entry in os.scandir(src):
-            if entry.is_symlink():
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(entry.name, dir_fd=fd)
-                os.symlink(os.readlink(entry.path), entry.name, dir_fd=fd)
-            elif entry.is_dir(follow_symlinks=False):
-                _put_dir(Path(entry.path), fd, entry.name)
-            elif entry.is_file(follow_symlinks=False):
-                _put_file(Path(entry.path), fd, entry.name)
-    finally:
-        os.close(fd)

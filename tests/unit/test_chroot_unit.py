@@ -87,6 +87,21 @@ def test_cleanup_takes_only_folders_whose_lock_is_free(cache_dir: Path) -> None:
     assert not old.exists()
 
 
+def test_cleanup_tells_a_reused_pid_from_the_owner_by_its_start_time(cache_dir: Path) -> None:
+    """A folder without a lock file whose recorded pid now belongs to a process started at another time is stale."""
+    from harness.userland import process_start
+
+    runs = runs_dir()
+    reused, alive = runs / "reused-1", runs / "alive-1"
+    for d, started in ((reused, "1"), (alive, process_start(os.getpid()))):
+        (d / "upper").mkdir(parents=True)
+        (d / "owner.json").write_text(json.dumps({"pid": os.getpid(), "pid_start": started}))
+        os.utime(d, (time.time() - 3600, time.time() - 3600))
+    assert cleanup_stale() == [reused]
+    assert alive.exists()
+    assert not reused.exists()
+
+
 def test_cleanup_leaves_a_stale_folder_that_still_holds_a_mount(cache_dir: Path, tmp_path: Path) -> None:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
