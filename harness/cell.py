@@ -27,7 +27,7 @@ from harness.errors import TargetError
 from harness.judge import Judgment, cell_verdict, judge_pass, signal_name
 from harness.model import CaseResult, CellResult, Status
 from harness.plan import PlannedCell
-from harness.probe import CHECKS_FILE, FACTS_FILE, PLUGIN_FILE
+from harness.probe import FACTS_FILE, PLUGIN_FILE, SUITE_HELPERS
 from harness.probe_lines import MAX_LOG, MAX_MESSAGE, ProbeOutput, bound, lines_of, parse_probe_lines, size_text, tail
 from harness.readback import NotRegularFile, ResultsDir, Tail
 from harness.targets import Completed, Target
@@ -109,7 +109,8 @@ class CellRunner:
         t = self.where
         t.put(suite.path, f"{base}/suite")
         t.put(PLUGIN_FILE, f"{base}/probe/leapfrog_probe.py")
-        t.put(CHECKS_FILE, f"{base}/probe/leapfrog_checks.py")
+        for helper in SUITE_HELPERS:
+            t.put(helper, f"{base}/probe/{helper.name}")
         if self.want_facts is not None:
             t.put(FACTS_FILE, f"{base}/probe/leapfrog_facts.py")
         case_timeout = self.options.case_timeout or suite.case_timeout

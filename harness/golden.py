@@ -2,7 +2,9 @@
 
 The default target is ``debian-trixie-amd64``: the same Debian package versions
 as the riscv64 images, without emulation, so goldens differ from riscv64 only by
-architecture.  Files the script creates or changes in the suite copy are
+architecture.  The script imports the suites' helpers (``leapfrog_checks``
+with the golden writer, ``leapfrog_suite``), put next to it in the target as
+for a suite run.  Files the script creates or changes in the suite copy are
 copied back into the suite folder; nothing else is touched.
 """
 
@@ -17,6 +19,7 @@ from pathlib import Path
 from harness.config import SuiteConfig, TargetConfig
 from harness.errors import ConfigError, LeapfrogError, TargetError
 from harness.plan import make_plan
+from harness.probe import SUITE_HELPERS
 from harness.targets import make_target
 from harness.targets._common import GET_LIMIT
 
@@ -59,9 +62,10 @@ def regenerate(
     try:
         base = target.run(["mktemp", "-d"], timeout=60).stdout.strip()
         target.put(suite.path, f"{base}/suite")
-        done = target.run(
-            [target_cfg.python, SCRIPT], timeout=timeout, cwd=f"{base}/suite", env={"PYTHONDONTWRITEBYTECODE": "1"}
-        )
+        for helper in SUITE_HELPERS:
+            target.put(helper, f"{base}/probe/{helper.name}")
+        env = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPATH": f"{base}/probe"}
+        done = target.run([target_cfg.python, SCRIPT], timeout=timeout, cwd=f"{base}/suite", env=env)
         if not done.ok:
             raise LeapfrogError(
                 f"{suite.path / SCRIPT} failed on {target_cfg.name} (exit {done.exit_code}):\n{done.stderr[-4000:]}"

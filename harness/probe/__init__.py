@@ -1,10 +1,12 @@
-"""What goes INTO a target: stdlib-only files copied in before a suite runs.
+"""What goes INTO a target: files copied in before a suite runs.
 
 ``leapfrog_probe.py`` is a pytest plugin (``-p leapfrog_probe``) that streams one
-JSON line per case; ``facts.py`` prints what the target is as one JSON object;
-``leapfrog_checks.py`` holds the golden-output helpers suites import (it needs
-numpy, so only suites that have numpy import it).  None imports anything from
-``harness``: they run on the target's Python.
+JSON line per case; ``facts.py`` prints what the target is as one JSON object.
+Suites import two helper modules (:data:`SUITE_HELPERS`):
+``leapfrog_suite.py`` (stdlib and pytest only: settings, ``arch``, timing,
+meta.json) and ``leapfrog_checks.py`` (golden comparisons and the golden
+writer; it needs numpy, so only suites that have numpy import it).  None
+imports anything from ``harness``: they run on the target's Python.
 """
 
 from __future__ import annotations
@@ -14,4 +16,7 @@ from pathlib import Path
 PROBE_DIR = Path(__file__).resolve().parent
 PLUGIN_FILE = PROBE_DIR / "leapfrog_probe.py"
 FACTS_FILE = PROBE_DIR / "facts.py"
+SUITE_FILE = PROBE_DIR / "leapfrog_suite.py"
 CHECKS_FILE = PROBE_DIR / "leapfrog_checks.py"
+#: The helpers a suite (its conftest.py, its make_golden.py) imports, put in the probe folder of the target.
+SUITE_HELPERS = (SUITE_FILE, CHECKS_FILE)

@@ -1,37 +1,43 @@
-"""Golden-output helpers for suites, copied into every target next to the probe.
+"""Golden-output helpers that need numpy, copied into every target next to the probe.
 
-A suite's ``conftest.py`` imports these (``from leapfrog_checks import ...``):
-the runner puts this file in the probe folder, which is on ``PYTHONPATH``
-inside the target.  It needs numpy, so only suites that declare numpy import it.
+A suite's ``conftest.py`` or ``make_golden.py`` imports these (``from
+leapfrog_checks import ...``): the runner puts this file in the probe folder,
+which is on ``PYTHONPATH`` inside the target.  It needs numpy, so only suites
+that declare numpy import it; what needs only the stdlib is in
+``leapfrog_suite``.
 
-``assert_close`` and ``assert_same`` record the error as metrics
-(``<name>.max_abs_err``, ``<name>.max_rel_err``, ``<name>.mismatches``) and
-fail with the numbers in the message.  ``assert_close`` compares values (any
-dtypes, complex included; NaN must meet NaN, infinities must match);
-``assert_same`` is bit-for-bit (dtype, shape and bytes, NaN payloads included).
+Comparing: ``assert_close`` and ``assert_same`` record the error as metrics
+(``<name>.max_abs_err``, ``<name>.max_rel_err``, ``<name>.mismatches``) and fail
+with the numbers in the message.  By default ``assert_close`` compares values
+of any dtypes (complex included; NaN must meet NaN, infinities must match) and
+``assert_same`` is bit for bit (dtype, shape and bytes, NaN payloads
+included).  Their options are the stricter or looser rules some suites keep:
+
+- ``assert_close(..., strict_dtype=True)``: the dtype must be the golden's, and
+  errors are :func:`value_errors` (real values; an infinity is never close);
+- ``assert_same(..., bits=False)``: equal values, not bytes (NaN meets NaN
+  whatever its payload, -0.0 equals 0.0); ``max_abs_err`` is always recorded.
+
+Both take numpy arrays, anything ``np.asarray`` takes, and torch tensors.
+
+Writing: :func:`save_golden` writes ``<folder>/<name>.npz`` byte for byte
+reproducibly (see :func:`write_npz`); ``leapfrog_suite.write_meta`` writes
+``meta.json``.
 """
 
 from __future__ import annotations
 
-import json
-import os
-import platform
-import statistics
-import time
-from collections.abc import Callable
+import zipfile
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
+from leapfrog_suite import Metrics
 
-Metrics = dict[str, Any]
-
-
-def settings() -> dict[str, Any]:
-    """The suite's ``[settings]`` table, as the harness passes it."""
-    data: dict[str, Any] = json.loads(os.environ.get("LEAPFROG_SETTINGS", "{}") or "{}")
-    return data
+#: The time stamp of every member of a golden .npz: a fixed one, so the same arrays give the same bytes.
+ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 
 
 def load_golden(folder: Path, name: str) -> dict[str, np.ndarray]:
@@ -40,73 +46,36 @@ def load_golden(folder: Path, name: str) -> dict[str, np.ndarray]:
         return {key: data[key] for key in data.files}
 
 
-def golden_meta(folder: Path) -> dict[str, Any]:
-    """``<folder>/meta.json``: the versions and host the goldens were made with."""
-    meta: dict[str, Any] = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-    return meta
+def write_npz(path: Path, arrays: Mapping[str, Any], *, zip64: bool = True) -> Path:
+    """``np.savez_compressed`` with a fixed member time stamp: the same arrays write the same bytes.
 
-
-def machine() -> str:
-    """Normalised machine name: x86_64, riscv64, aarch64, ..."""
-    name = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(name, name)
-
-
-#: Either gives int8 kernels an exact u8 x s8 dot product into int32 (vpdpbusd); as in facts.py.
-X86_VNNI = ("avx512_vnni", "avx_vnni")
-
-
-def cpuinfo_flags(text: str) -> set[str]:
-    """The ``flags`` of /proc/cpuinfo text (x86; the first processor's), as a set."""
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "flags":
-            return set(value.split())
-    return set()
-
-
-def host_cpu_flags() -> set[str]:
-    """/proc/cpuinfo flags on x86-64; empty elsewhere (under qemu-user that file is the host's)."""
-    if machine() != "x86_64":
-        return set()
-    try:
-        return cpuinfo_flags(Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace"))
-    except OSError:
-        return set()
-
-
-def int8_saturation_reason(arch: str, flags: set[str], *, saturates: bool | None, measured: str = "") -> str | None:
-    """Why int8 answers on this host may differ from a golden made on a VNNI host, or None.
-
-    Only x86-64 has the documented difference: without VNNI, u8 x s8 int8
-    kernels (vpmaddubsw) sum each pair of products in int16 and saturate.
-    ``saturates`` is what a tiny u8 x s8 product measured on this host (None:
-    not measured): False means the kernels are exact here, whatever the flags
-    say; True on a CPU whose /proc/cpuinfo lists VNNI means the process runs on
-    another CPU than that file describes (qemu-user shows the host's).
-    Elsewhere a saturating int8 kernel is a wrong answer, not a host difference.
+    Members are written in the order of ``arrays``.  ``zip64=True`` is numpy's
+    own layout (each member forced to zip64); ``False`` is the plain zip layout
+    the serving suite's files were written in.
     """
-    if arch != "x86_64" or saturates is False:
-        return None
-    vnni = [f for f in X86_VNNI if f in flags]
-    if vnni and not saturates:
-        return None
-    if not vnni:
-        host = "x86-64 without VNNI (/proc/cpuinfo: avx2=%s, no avx512_vnni, no avx_vnni)" % (
-            "yes" if "avx2" in flags else "no"
-        )
-    else:
-        host = (
-            "x86-64 whose /proc/cpuinfo lists %s, yet the CPU this process runs on has no VNNI "
-            "(an emulated CPU: under qemu-user /proc/cpuinfo is the host's)" % ", ".join(vnni)
-        )
-    return (
-        "host difference, not a port bug: %s. Here u8 x s8 int8 kernels sum each pair of products in int16 "
-        "(vpmaddubsw) and saturate at 32767%s, while the golden was made on a VNNI host, whose vpdpbusd sums "
-        "exactly in int32. onnxruntime documents this in its quantization guide; weights quantized to 7 bits "
-        "(reduce_range=True) or u8 x u8 avoid it. Compare int8 answers with a golden from a VNNI host or from "
-        "riscv64, not from this one." % (host, " (measured: %s)" % measured if measured else "")
-    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+        for key, value in arrays.items():
+            info = zipfile.ZipInfo(f"{key}.npy", date_time=ZIP_DATE)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            with zf.open(info, "w", force_zip64=zip64) as member:
+                np.lib.format.write_array(member, np.asanyarray(value), allow_pickle=False)
+    return path
+
+
+def save_golden(folder: Path, name: str, arrays: Mapping[str, Any], *, sort: bool = True, zip64: bool = True) -> Path:
+    """Write ``<folder>/<name>.npz`` (:func:`write_npz`; keys sorted unless ``sort=False``) and say so."""
+    items = sorted(arrays.items()) if sort else list(arrays.items())
+    path = write_npz(folder / f"{name}.npz", {k: np.asarray(v) for k, v in items}, zip64=zip64)
+    print(f"wrote {path} ({path.stat().st_size} bytes, {len(items)} arrays)")
+    return path
+
+
+def as_array(value: Any) -> np.ndarray:
+    """A numpy array of ``value``: a torch tensor is detached and brought to the CPU first."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    return np.asarray(value)
 
 
 def _errors(actual: np.ndarray, golden: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -129,7 +98,7 @@ def value_errors(actual: np.ndarray, golden: np.ndarray) -> tuple[np.ndarray, np
     """Absolute and relative errors of real values: NaN meets NaN at no cost, NaN on one
     side is an infinite error, and any error against a zero golden is infinitely relative.
 
-    The strict comparisons of the onnxruntime and torch suites use these (with a dtype check).
+    The strict comparisons (``strict_dtype=True``, ``bits=False``) use these.
     """
     a = actual.astype(np.float64)
     g = golden.astype(np.float64)
@@ -142,6 +111,12 @@ def value_errors(actual: np.ndarray, golden: np.ndarray) -> tuple[np.ndarray, np
     return diff, rel
 
 
+def _same_dtype_and_shape(name: str, a: np.ndarray, g: np.ndarray, golden_is: str) -> None:
+    if a.shape != g.shape or a.dtype != g.dtype:
+        prefix = f"{name}: " if name else ""
+        pytest.fail(f"{prefix}got {a.dtype}{a.shape}, {golden_is} {g.dtype}{g.shape}")
+
+
 def assert_close(
     name: str,
     actual: Any,
@@ -150,21 +125,28 @@ def assert_close(
     rtol: float,
     atol: float,
     metrics: Metrics,
+    strict_dtype: bool = False,
 ) -> None:
     """Fail unless ``|actual - golden| <= atol + rtol * |golden|`` element-wise.
 
-    NaN must sit where the golden has NaN and infinities must match exactly.
-    Records ``<name>.max_abs_err`` and ``<name>.max_rel_err``.
+    NaN must sit where the golden has NaN.  By default any dtypes compare
+    (complex included) and matching infinities are equal; with
+    ``strict_dtype=True`` the dtype must be the golden's and the errors are
+    :func:`value_errors`.  Records ``<name>.max_abs_err`` and ``<name>.max_rel_err``.
     """
-    a = np.asarray(actual)
-    g = np.asarray(golden)
-    if a.shape != g.shape:
-        pytest.fail(f"{name}: shape {a.shape} differs from the golden shape {g.shape}")
-    if a.size == 0:
-        metrics[f"{name}.max_abs_err"] = 0.0
-        metrics[f"{name}.max_rel_err"] = 0.0
-        return
-    diff, rel = _errors(a, g)
+    a = as_array(actual)
+    g = as_array(golden)
+    if strict_dtype:
+        _same_dtype_and_shape(name, a, g, "the golden is")
+        diff, rel = value_errors(a, g)
+    else:
+        if a.shape != g.shape:
+            pytest.fail(f"{name}: shape {a.shape} differs from the golden shape {g.shape}")
+        if a.size == 0:
+            metrics[f"{name}.max_abs_err"] = 0.0
+            metrics[f"{name}.max_rel_err"] = 0.0
+            return
+        diff, rel = _errors(a, g)
     judge(name, a, g, diff, rel, rtol=rtol, atol=atol, metrics=metrics)
 
 
@@ -198,15 +180,49 @@ def judge(
         )
 
 
-def assert_same(name: str, actual: Any, golden: Any, *, metrics: Metrics) -> None:
-    """Bit-for-bit equality (same dtype, shape and bytes; NaN payloads included).
+def _value_differ(a: np.ndarray, g: np.ndarray) -> np.ndarray:
+    """Where the values differ: NaN meets NaN (floats), -0.0 equals 0.0."""
+    differ: np.ndarray = (a != g) & ~(np.isnan(a) & np.isnan(g)) if a.dtype.kind == "f" else a != g
+    return differ
 
-    Records ``<name>.mismatches``.
+
+def count_mismatches(actual: Any, golden: Any) -> tuple[int, float]:
+    """How many values differ (as ``assert_same(..., bits=False)`` judges), and the largest absolute difference.
+
+    The dtype and shape must be the golden's.
     """
-    a = np.asarray(actual)
-    g = np.asarray(golden)
-    if a.dtype != g.dtype or a.shape != g.shape:
-        pytest.fail(f"{name}: got {a.dtype}{a.shape}, golden is {g.dtype}{g.shape}")
+    a = as_array(actual)
+    g = as_array(golden)
+    _same_dtype_and_shape("", a, g, "the golden is")
+    diff, _ = value_errors(a, g)
+    return int(np.count_nonzero(_value_differ(a, g))), float(diff.max(initial=0.0))
+
+
+def assert_same(name: str, actual: Any, golden: Any, *, metrics: Metrics, bits: bool = True) -> None:
+    """Exact equality of dtype, shape and every value.  Records ``<name>.mismatches``.
+
+    ``bits=True`` (default): bit for bit, NaN payloads and the sign of zero
+    included; on a mismatch also ``max_abs_err`` and ``max_rel_err``.
+    ``bits=False``: equal values (NaN meets NaN, -0.0 equals 0.0); always
+    records ``max_abs_err``.
+    """
+    a = as_array(actual)
+    g = as_array(golden)
+    if not bits:
+        _same_dtype_and_shape(name, a, g, "the golden is")
+        differ = _value_differ(a, g)
+        count = int(np.count_nonzero(differ))
+        diff, _ = value_errors(a, g)
+        metrics[f"{name}.mismatches"] = count
+        metrics[f"{name}.max_abs_err"] = float(diff.max(initial=0.0))
+        if count:
+            first = tuple(int(i) for i in np.argwhere(differ)[0])
+            pytest.fail(
+                f"{name}: {count} of {a.size} values differ from the golden (max_abs_err={float(diff.max()):.3g}); "
+                f"first at index {first}: got {a[first]!r}, golden {g[first]!r}"
+            )
+        return
+    _same_dtype_and_shape(name, a, g, "golden is")
     if a.dtype.kind in "fc":
         view = np.dtype(f"u{a.dtype.itemsize // (2 if a.dtype.kind == 'c' else 1)}")
         differ = a.view(view) != g.view(view)
@@ -226,28 +242,3 @@ def assert_same(name: str, actual: Any, golden: Any, *, metrics: Metrics) -> Non
             f"(max_abs_err={float(diff.max()):.3g} max_rel_err={float(rel.max()):.3g}); "
             f"first at index {first}: got {a[first]!r}, golden {g[first]!r}"
         )
-
-
-def timed(fn: Callable[[], Any], repeats: int) -> tuple[float, float]:
-    """Median and p90 wall time of ``fn()`` in milliseconds (after one warm-up call)."""
-    fn()
-    samples = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000.0)
-    samples.sort()
-    p90 = samples[min(len(samples) - 1, round(0.9 * (len(samples) - 1)))]
-    return statistics.median(samples), p90
-
-
-@pytest.fixture(scope="session")
-def arch() -> str:
-    """Normalised machine name of the target: x86_64, riscv64, aarch64, ..."""
-    return machine()
-
-
-@pytest.fixture(scope="session")
-def bench_repeats() -> int:
-    """Timed repetitions per latency case: the suite's ``bench_repeats`` setting (default 20)."""
-    return int(settings().get("bench_repeats", 20))

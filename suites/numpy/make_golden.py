@@ -2,31 +2,25 @@
 """Regenerate every file under golden/ for the numpy suite.
 
 Run on a native x86-64 host with the same numpy version as the image
-(Debian trixie: python3-numpy 2.2.4), with this folder as the cwd::
+(Debian trixie: python3-numpy 2.2.4): ``leapfrog golden numpy`` runs it in
+debian-trixie-amd64; by hand, with this folder as the cwd::
 
-    python3 make_golden.py
+    PYTHONPATH=../../harness/probe python3 make_golden.py
 
-Deterministic: the same numpy build writes the same arrays (only the zip\ntimestamps inside the .npz files change).
+Deterministic: the same numpy build writes the same bytes (``leapfrog_checks.save_golden``).
 """
 
 from __future__ import annotations
 
-import json
-import platform
-import sys
 import warnings
 from pathlib import Path
 
-import np_recipes as r
 import numpy as np
+import numpy_recipes as r
+from leapfrog_checks import save_golden
+from leapfrog_suite import generated_on, warn_unless_x86_64, write_meta
 
 OUT = Path(__file__).parent / "golden"
-
-
-def save(name: str, arrays: dict[str, np.ndarray]) -> None:
-    path = OUT / f"{name}.npz"
-    np.savez_compressed(path, **{k: np.asarray(v) for k, v in sorted(arrays.items())})
-    print(f"wrote {path} ({path.stat().st_size} bytes, {len(arrays)} arrays)")
 
 
 def linalg() -> None:
@@ -37,7 +31,7 @@ def linalg() -> None:
         for op, fn in r.LINALG.items():
             for key, value in fn(x).items():
                 out[f"{dtype}.{op}.{key}"] = value
-    save("linalg", out)
+    save_golden(OUT, "linalg", out)
 
 
 def matmul() -> None:
@@ -48,14 +42,14 @@ def matmul() -> None:
             out[f"{dtype}.{key}"] = value
     a, b = r.bench_operands("float64")
     out["bench"] = a @ b  # exact in float32 and float64 alike (see bench_operands)
-    save("matmul", out)
+    save_golden(OUT, "matmul", out)
 
     ein = r.einsum_inputs(np.random.default_rng(r.INPUT_SEED + 2))
     out = {f"in.{k}": v for k, v in ein.items()}
     for expr in r.EINSUM_EXPRS:
         for dtype in r.EINSUM_DTYPES:
             out[f"{expr}.{dtype}"] = r.einsum(ein, expr, dtype, optimize=False)
-    save("einsum", out)
+    save_golden(OUT, "einsum", out)
 
 
 def fft() -> None:
@@ -65,7 +59,7 @@ def fft() -> None:
         for op, fn in r.FFT.items():
             for key, value in fn(inputs, dtype).items():
                 out[f"{dtype}.{op}.{key}"] = value
-    save("fft", out)
+    save_golden(OUT, "fft", out)
 
 
 def reductions() -> None:
@@ -77,7 +71,7 @@ def reductions() -> None:
             for op, fn in r.REDUCTIONS.items():
                 for key, value in fn(inputs, dtype).items():
                     out[f"{dtype}.{op}.{key}"] = value
-    save("reductions", out)
+    save_golden(OUT, "reductions", out)
 
 
 def cast_one(value: np.ndarray, target: str) -> tuple[np.ndarray, bool]:
@@ -102,7 +96,7 @@ def casting() -> None:
         warnings.simplefilter("ignore", RuntimeWarning)  # overflow to inf in the narrowing casts is intended
         for key, value in r.defined_casts().items():
             out[f"defined.{key}"] = value
-    save("casting", out)
+    save_golden(OUT, "casting", out)
 
 
 def random() -> None:
@@ -113,23 +107,20 @@ def random() -> None:
         out[f"gen.{name}"] = np.asarray(fn(np.random.default_rng(r.SEED)))
     for key, value in r.legacy_streams().items():
         out[f"legacy.{key}"] = value
-    save("random", out)
+    save_golden(OUT, "random", out)
 
 
 def meta() -> None:
     config = np.show_config(mode="dicts")
     info = {
         "generator": "make_golden.py",
-        "machine": platform.machine(),
-        "python": platform.python_version(),
+        **generated_on(),
         "numpy": np.__version__,
         "blas": config["Build Dependencies"]["blas"].get("name", "?"),
         "lapack": config["Build Dependencies"]["lapack"].get("name", "?"),
     }
-    if info["machine"] not in ("x86_64", "AMD64"):
-        print(f"warning: goldens are meant to come from x86-64, this is {info['machine']}", file=sys.stderr)
-    (OUT / "meta.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"wrote {OUT / 'meta.json'}: {info}")
+    warn_unless_x86_64()
+    write_meta(OUT, info)
 
 
 def main() -> None:

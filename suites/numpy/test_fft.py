@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import np_recipes as r
 import numpy as np
+import numpy_recipes as r
 import pytest
 from conftest import Metrics, assert_close, load_golden, timed
 

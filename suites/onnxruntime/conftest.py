@@ -3,8 +3,9 @@
 The models (``models/*.onnx``) and golden outputs (``golden/*.npz``) are
 written by ``make_golden.py`` on a native x86-64 host with VNNI and the image's
 onnx / onnxruntime versions. Every numeric comparison goes through
-:func:`assert_close` or :func:`assert_same`, which record the error as metrics
-and fail with the numbers in the message.
+:func:`assert_close` (dtypes must match) or :func:`assert_same` (values, not
+bits, must match): ``leapfrog_checks``' own with those options, which record
+the error as metrics and fail with the numbers in the message.
 
 The ``metrics`` fixture comes from the harness probe plugin, not from here.
 
@@ -16,7 +17,7 @@ reference evaluator usable; ``test_packaging.py`` records the clash itself.
 
 The int8 model's answer depends on the host CPU on x86-64: without VNNI,
 onnxruntime's u8 x s8 kernels saturate (see
-``leapfrog_checks.int8_saturation_reason``), so there it differs from a golden
+``leapfrog_suite.int8_saturation_reason``), so there it differs from a golden
 made on a VNNI host.  :func:`golden_checks` turns that one difference into an
 xfail that gives the reason and every error, measured; everything that does
 not depend on the host (options, batch, repeats agreeing with each other) is
@@ -32,16 +33,17 @@ from pathlib import Path
 from typing import Any
 
 import leapfrog_checks
+import leapfrog_suite
 import numpy as np
 import onnx
 import onnx.reference  # noqa: F401  (before onnxruntime: see the module docstring)
 import onnxruntime as ort
 import pytest
-from leapfrog_checks import arch, bench_repeats, timed, value_errors
+from leapfrog_suite import Metrics, arch, bench_repeats, timed
 from onnx import TensorProto, helper, numpy_helper
 
-#: Fixtures for the test modules, and ``timed`` (``from conftest import timed``).
-__all__ = ["arch", "bench_repeats", "timed"]
+#: Fixtures for the test modules, and what they import (``from conftest import timed``).
+__all__ = ["Metrics", "arch", "bench_repeats", "timed"]
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "golden"
@@ -51,7 +53,6 @@ MODELS = ("mlp", "cnn", "transformer", "quant")
 INT8_MODELS = ("quant",)
 #: How many failure messages an xfail or failure quotes (every error is in the metrics).
 MESSAGES_SHOWN = 6
-Metrics = dict[str, Any]
 Outputs = dict[str, np.ndarray]
 
 # The optimisation levels a session may run at, by their short names in metrics.
@@ -78,7 +79,7 @@ def load_golden(name: str) -> dict[str, np.ndarray]:
 
 
 def golden_meta() -> dict[str, Any]:
-    return leapfrog_checks.golden_meta(GOLDEN)
+    return leapfrog_suite.golden_meta(GOLDEN)
 
 
 def model_path(name: str) -> Path:
@@ -115,35 +116,13 @@ def run(sess: ort.InferenceSession, x: np.ndarray) -> Outputs:
 
 
 def assert_close(name: str, actual: Any, golden: Any, *, rtol: float, atol: float, metrics: Metrics) -> None:
-    """Fail unless ``|actual - golden| <= atol + rtol * |golden|`` element-wise.
-
-    Records ``<name>.max_abs_err`` and ``<name>.max_rel_err``.
-    """
-    a = np.asarray(actual)
-    g = np.asarray(golden)
-    if a.shape != g.shape or a.dtype != g.dtype:
-        pytest.fail(f"{name}: got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
-    diff, rel = value_errors(a, g)
-    leapfrog_checks.judge(name, a, g, diff, rel, rtol=rtol, atol=atol, metrics=metrics)
+    """``leapfrog_checks.assert_close`` with ``strict_dtype=True``: the dtype must be the golden's."""
+    leapfrog_checks.assert_close(name, actual, golden, rtol=rtol, atol=atol, metrics=metrics, strict_dtype=True)
 
 
 def assert_same(name: str, actual: Any, golden: Any, *, metrics: Metrics) -> None:
-    """Exact equality (dtype, shape and every value). Records ``<name>.mismatches`` and ``<name>.max_abs_err``."""
-    a = np.asarray(actual)
-    g = np.asarray(golden)
-    if a.shape != g.shape or a.dtype != g.dtype:
-        pytest.fail(f"{name}: got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
-    differ = (a != g) & ~(np.isnan(a) & np.isnan(g)) if a.dtype.kind == "f" else a != g
-    count = int(np.count_nonzero(differ))
-    diff, _ = value_errors(a, g)
-    metrics[f"{name}.mismatches"] = count
-    metrics[f"{name}.max_abs_err"] = float(diff.max(initial=0.0))
-    if count:
-        first = tuple(int(i) for i in np.argwhere(differ)[0])
-        pytest.fail(
-            f"{name}: {count} of {a.size} values differ from the golden (max_abs_err={float(diff.max()):.3g}); "
-            f"first at index {first}: got {a[first]!r}, golden {g[first]!r}"
-        )
+    """``leapfrog_checks.assert_same`` with ``bits=False``: equal values (NaN meets NaN, -0.0 equals 0.0)."""
+    leapfrog_checks.assert_same(name, actual, golden, metrics=metrics, bits=False)
 
 
 def check_outputs(
@@ -194,13 +173,13 @@ def _u8s8_product() -> tuple[int, int]:
 @functools.cache
 def int8_host_difference() -> str | None:
     """Why this host's int8 answers differ from the golden (x86-64 without VNNI), or None."""
-    machine = leapfrog_checks.machine()
+    machine = leapfrog_suite.machine()
     if machine != "x86_64":
         return None
     got, exact = _u8s8_product()
-    return leapfrog_checks.int8_saturation_reason(
+    return leapfrog_suite.int8_saturation_reason(
         machine,
-        leapfrog_checks.host_cpu_flags(),
+        leapfrog_suite.host_cpu_flags(),
         saturates=got != exact,
         measured=f"MatMulInteger of u8 255 by s8 127 over 2 terms gave {got}, exactly {exact}",
     )

@@ -3,11 +3,12 @@
 
 Run on a native x86-64 host with the same onnx / onnxruntime / numpy as the
 image (Debian trixie: python3-onnx 1.17, python3-onnxruntime 1.21,
-python3-numpy 2.2), with this folder as the cwd::
+python3-numpy 2.2): ``leapfrog golden onnxruntime`` runs it in
+debian-trixie-amd64; by hand, with this folder as the cwd::
 
-    python3 make_golden.py
+    PYTHONPATH=../../harness/probe python3 make_golden.py
 
-Each model is built by build_models.py with seeded weights, run once through
+Each model is built by onnxruntime_models.py with seeded weights, run once through
 onnxruntime's CPU provider on a fixed seeded input, and the answer is checked
 against onnx's pure-Python ReferenceEvaluator (the int8 model: against a numpy
 transcription of the ONNX operator definitions) before it is written: a golden
@@ -17,16 +18,16 @@ versions write the same models and the same arrays.
 
 from __future__ import annotations
 
-import json
-import platform
 import sys
 from pathlib import Path
 
-import build_models as bm
 import numpy as np
 import onnx
 import onnx.reference  # before onnxruntime: on Debian both share libonnx (see conftest.py)
 import onnxruntime as ort
+import onnxruntime_models as bm
+from leapfrog_checks import save_golden
+from leapfrog_suite import generated_on, write_meta
 from onnx import numpy_helper
 
 HERE = Path(__file__).parent
@@ -39,7 +40,7 @@ BATCH = 4
 CROSS_CHECK_RTOL, CROSS_CHECK_ATOL = 1e-4, 1e-5
 
 
-# Why the int8 model may disagree with its reference on this host (see leapfrog_checks.int8_saturation_reason).
+# Why the int8 model may disagree with its reference on this host (see leapfrog_suite.int8_saturation_reason).
 INT8_HINT = (
     " On an x86-64 host without VNNI (no avx512_vnni or avx_vnni in /proc/cpuinfo) onnxruntime's u8 x s8 "
     "kernels saturate: make the goldens on a host with VNNI."
@@ -115,12 +116,11 @@ def main() -> None:
         else:
             reference = dict(zip(names, onnx.reference.ReferenceEvaluator(model).run(None, {"x": x}), strict=True))
         cross_check(name, outputs, reference)
-        gold = GOLDEN / f"{name}.npz"
-        np.savez_compressed(gold, **{"in.x": x}, **{f"out.{k}": v for k, v in outputs.items()})
+        save_golden(GOLDEN, name, {"in.x": x, **{f"out.{k}": v for k, v in outputs.items()}}, sort=False)
         files[name] = {"model_bytes": path.stat().st_size, "outputs": names}
-        print(f"wrote {path} ({path.stat().st_size} bytes) and {gold} ({gold.stat().st_size} bytes)")
+        print(f"wrote {path} ({path.stat().st_size} bytes)")
     meta = {
-        "generated_on": {"machine": platform.machine(), "python": platform.python_version()},
+        "generated_on": generated_on(),
         "versions": {"onnx": onnx.__version__, "onnxruntime": ort.__version__, "numpy": np.__version__},
         "opset": bm.OPSET,
         "ir_version": bm.IR_VERSION,
@@ -128,8 +128,7 @@ def main() -> None:
         "input_seed": INPUT_SEED,
         "models": files,
     }
-    (GOLDEN / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"wrote {GOLDEN / 'meta.json'}")
+    write_meta(GOLDEN, meta)
 
 
 if __name__ == "__main__":

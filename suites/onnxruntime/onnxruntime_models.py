@@ -51,6 +51,7 @@ def _model(graph: onnx.GraphProto, name: str) -> onnx.ModelProto:
         opset_imports=[helper.make_opsetid("", OPSET)],
         producer_name="leapfrog-suite-onnxruntime",
         producer_version="1",
+        # The module's name before it was renamed: changing it would change every model's bytes.
         doc_string=f"leapfrog test model '{name}' (built by build_models.py)",
     )
     model.ir_version = IR_VERSION

@@ -1,17 +1,21 @@
 """Shared fixtures for the platform suite (stdlib + pytest only).
 
-The ``metrics`` fixture comes from the harness probe plugin, not from here.
+The ``metrics`` fixture comes from the harness probe plugin and ``arch`` from
+``leapfrog_suite`` (stdlib only, next to the probe in the target), not from here.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import platform
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from leapfrog_suite import arch
+
+#: Fixtures for the test modules.
+__all__ = ["arch"]
 
 CFunc = Callable[..., Any]
 Binder = Callable[..., CFunc]
@@ -20,13 +24,6 @@ Binder = Callable[..., CFunc]
 def _load(name: str, fallback: str) -> ctypes.CDLL:
     path = ctypes.util.find_library(name) or fallback
     return ctypes.CDLL(path, use_errno=True)
-
-
-@pytest.fixture(scope="session")
-def arch() -> str:
-    """Normalised machine name: x86_64, riscv64, aarch64, ..."""
-    machine = platform.machine().lower()
-    return {"amd64": "x86_64", "arm64": "aarch64"}.get(machine, machine)
 
 
 @pytest.fixture(scope="session")

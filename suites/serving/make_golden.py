@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Build the serving suite's two models and their golden outputs, deterministically.
 
-Run on a native x86-64 host that has numpy, onnx, onnxruntime and torch, with
-this folder as the cwd::
+Run on a native x86-64 host that has numpy, onnx, onnxruntime and torch:
+``leapfrog golden serving`` runs it in debian-trixie-amd64; by hand, with this
+folder as the cwd::
 
-    python3 make_golden.py
+    PYTHONPATH=../../harness/probe python3 make_golden.py
 
 Writes:
 
@@ -16,16 +17,13 @@ Writes:
 
 Weights and inputs come from fixed numpy seeds; both models are also run by an
 independent float64 numpy implementation here, and the script refuses to write
-goldens that disagree with it.  Zip members carry a fixed timestamp, so the same
-library versions write byte-identical files.
+goldens that disagree with it.  ``leapfrog_checks.save_golden`` gives zip members a
+fixed timestamp, so the same library versions write byte-identical files (in
+the plain zip layout these files were first written in: ``zip64=False``).
 """
 
 from __future__ import annotations
 
-import io
-import json
-import platform
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +31,8 @@ import onnx
 import onnxruntime as ort
 import server
 import torch
+from leapfrog_checks import save_golden
+from leapfrog_suite import generated_on, write_meta
 from onnx import TensorProto, helper, numpy_helper
 
 HERE = Path(__file__).resolve().parent
@@ -49,19 +49,6 @@ ATOL = 1e-4
 REFERENCE_ATOL = 1e-5
 ONNX_OPSET = 17
 ONNX_IR_VERSION = 8  # readable by every ONNX Runtime since 1.10
-
-
-def write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Like ``np.savez`` but byte-for-byte reproducible (fixed member timestamps)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-        for name in sorted(arrays):
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-            info.compress_type = zipfile.ZIP_DEFLATED
-            zf.writestr(info, buf.getvalue())
-    print(f"wrote {path.relative_to(HERE)} ({path.stat().st_size} bytes)")
 
 
 def dense(rng: np.random.Generator, fan_in: int, fan_out: int) -> tuple[np.ndarray, np.ndarray]:
@@ -152,6 +139,11 @@ def convnet_reference(w: dict[str, np.ndarray], x: np.ndarray) -> np.ndarray:
 # ----------------------------------------------------------------------------- main
 
 
+def contiguous(arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Every array in C order, as these files have always been written."""
+    return {k: np.ascontiguousarray(v) for k, v in arrays.items()}
+
+
 def check(name: str, got: np.ndarray, want: np.ndarray) -> None:
     err = float(np.max(np.abs(got.astype(np.float64) - want)))
     print(f"{name}: runtime vs float64 reference max abs error {err:.2e}")
@@ -170,7 +162,7 @@ def main() -> None:
     onnx_path = MODELS / "mlp.onnx"
     onnx_path.write_bytes(mlp_onnx(mlp_w).SerializeToString(deterministic=True))
     print(f"wrote {onnx_path.relative_to(HERE)} ({onnx_path.stat().st_size} bytes)")
-    write_npz(MODELS / "convnet.npz", conv_w)
+    save_golden(MODELS, "convnet", contiguous(conv_w), zip64=False)
 
     # Goldens come from the very loaders the server uses, on this (x86-64) host.
     run_mlp, mlp_runtime = server.load_mlp(MODELS, threads=1)
@@ -184,11 +176,10 @@ def main() -> None:
         single = np.concatenate([run(inputs[i : i + 1]) for i in range(SAMPLES)])
         check(f"{name} (one row per call)", single, outputs[name].astype(np.float64))
 
-    write_npz(GOLDEN / "serving.npz", {"inputs": inputs, **outputs})
+    save_golden(GOLDEN, "serving", contiguous({"inputs": inputs, **outputs}), zip64=False)
     meta = {
         "generator": "make_golden.py",
-        "machine": platform.machine(),
-        "python": platform.python_version(),
+        **generated_on(),
         "numpy": np.__version__,
         "onnx": onnx.__version__,
         "runtimes": {"mlp": mlp_runtime, "convnet": conv_runtime},
@@ -200,8 +191,8 @@ def main() -> None:
         "atol": ATOL,
         "atol_note": "max absolute error of any served logit against its golden value",
     }
-    (GOLDEN / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-    print(f"wrote golden/meta.json (ort {ort.__version__}, torch {torch.__version__})")
+    write_meta(GOLDEN, meta, indent=1)
+    print(f"(onnxruntime {ort.__version__}, torch {torch.__version__})")
 
 
 if __name__ == "__main__":

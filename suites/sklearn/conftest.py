@@ -4,7 +4,7 @@ Golden files live in ``golden/`` and are written by ``make_golden.py`` on a
 native x86-64 host with the same scikit-learn, numpy and scipy versions as the
 image. Every numeric comparison goes through ``assert_close`` or
 ``assert_same`` (``leapfrog_checks``, which leapfrog puts next to its probe in
-the target), which record the error as metrics and fail with the numbers in the
+the target, with ``leapfrog_suite``), which record the error as metrics and fail with the numbers in the
 message.
 
 The ``metrics`` fixture comes from the harness probe plugin, not from here.
@@ -16,9 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import leapfrog_checks
+import leapfrog_suite
 import numpy as np
 import pytest
-from leapfrog_checks import Metrics, arch, assert_close, assert_same, bench_repeats, settings, timed
+from leapfrog_checks import assert_close, assert_same
+from leapfrog_suite import Metrics, arch, bench_repeats, settings, timed
 
 __all__ = [
     "GOLDEN",
@@ -42,7 +44,7 @@ def load_golden(name: str) -> dict[str, np.ndarray]:
 
 
 def golden_meta() -> dict[str, Any]:
-    return leapfrog_checks.golden_meta(GOLDEN)
+    return leapfrog_suite.golden_meta(GOLDEN)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 import pytest
-import skl_recipes as r
+import sklearn_recipes as r
 from conftest import Metrics, assert_close, assert_same, golden_meta, load_golden, versions_metrics
 
 DATA = load_golden("data")

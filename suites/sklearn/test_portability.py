@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import skl_recipes as r
+import sklearn_recipes as r
 from conftest import Metrics, assert_close, assert_same, golden_meta, load_golden, timed, versions_metrics
 
 MODELS = Path(__file__).parent / "golden" / "models"

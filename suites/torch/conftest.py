@@ -4,8 +4,9 @@
 Weights (``golden/<model>.pt``, a ``state_dict``) and golden outputs
 (``golden/*.npz``) are written by ``make_golden.py`` on a native x86-64 host
 with the image's torch version. Every numeric comparison goes through
-:func:`assert_close` or :func:`assert_same`, which record the error as metrics
-and fail with the numbers in the message.
+:func:`assert_close` (dtypes must match) or :func:`assert_same` (values, not
+bits, must match): ``leapfrog_checks``' own with those options, which record
+the error as metrics and fail with the numbers in the message.
 
 The ``metrics`` fixture comes from the harness probe plugin, not from here.
 """
@@ -19,18 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import leapfrog_checks
-import models
+import leapfrog_suite
 import numpy as np
-import pytest
 import torch
-from leapfrog_checks import arch, bench_repeats, timed, value_errors
+import torch_models
+from leapfrog_checks import count_mismatches
+from leapfrog_suite import Metrics, arch, bench_repeats, timed
 from torch import nn
 
-#: Fixtures for the test modules, and ``timed`` (``from conftest import timed``).
-__all__ = ["arch", "bench_repeats", "timed"]
+#: Fixtures for the test modules, and what they import (``from conftest import timed``).
+__all__ = ["Metrics", "arch", "bench_repeats", "count_mismatches", "timed"]
 
 GOLDEN = Path(__file__).parent / "golden"
-Metrics = dict[str, Any]
 
 # Float32 tolerances against the x86-64 golden, for values O(1) out of layers of
 # at most a few hundred terms per dot product: CPUs and torch builds differ in
@@ -51,12 +52,12 @@ def load_golden(name: str) -> dict[str, np.ndarray]:
 
 
 def golden_meta() -> dict[str, Any]:
-    return leapfrog_checks.golden_meta(GOLDEN)
+    return leapfrog_suite.golden_meta(GOLDEN)
 
 
 def load_model(name: str) -> nn.Module:
     """The model with the shipped weights, in eval mode (``weights_only``: a state_dict needs no pickle code)."""
-    model = models.build(name)
+    model = torch_models.build(name)
     state = torch.load(GOLDEN / f"{name}.pt", map_location="cpu", weights_only=True)
     model.load_state_dict(state)
     return model.eval()
@@ -68,50 +69,14 @@ def golden_input(name: str) -> tuple[torch.Tensor, torch.Tensor, dict[str, np.nd
     return torch.from_numpy(gold["in.x"]), torch.from_numpy(gold["in.y"]), gold
 
 
-def _numpy(value: Any) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().cpu().numpy()
-    return np.asarray(value)
-
-
 def assert_close(name: str, actual: Any, golden: Any, *, rtol: float, atol: float, metrics: Metrics) -> None:
-    """Fail unless ``|actual - golden| <= atol + rtol * |golden|`` element-wise.
-
-    Records ``<name>.max_abs_err`` and ``<name>.max_rel_err``.
-    """
-    a = _numpy(actual)
-    g = _numpy(golden)
-    if a.shape != g.shape or a.dtype != g.dtype:
-        pytest.fail(f"{name}: got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
-    diff, rel = value_errors(a, g)
-    leapfrog_checks.judge(name, a, g, diff, rel, rtol=rtol, atol=atol, metrics=metrics)
-
-
-def count_mismatches(actual: Any, golden: Any) -> tuple[int, float]:
-    """How many values are not bit-identical, and the largest absolute difference."""
-    a = _numpy(actual)
-    g = _numpy(golden)
-    if a.shape != g.shape or a.dtype != g.dtype:
-        pytest.fail(f"got {a.dtype}{a.shape}, the golden is {g.dtype}{g.shape}")
-    differ = (a != g) & ~(np.isnan(a) & np.isnan(g)) if a.dtype.kind == "f" else a != g
-    diff, _ = value_errors(a, g)
-    return int(np.count_nonzero(differ)), float(diff.max(initial=0.0))
+    """``leapfrog_checks.assert_close`` with ``strict_dtype=True``: the dtype must be the golden's."""
+    leapfrog_checks.assert_close(name, actual, golden, rtol=rtol, atol=atol, metrics=metrics, strict_dtype=True)
 
 
 def assert_same(name: str, actual: Any, golden: Any, *, metrics: Metrics) -> None:
-    """Exact equality (dtype, shape, every value). Records ``<name>.mismatches`` and ``<name>.max_abs_err``."""
-    count, max_abs = count_mismatches(actual, golden)
-    metrics[f"{name}.mismatches"] = count
-    metrics[f"{name}.max_abs_err"] = max_abs
-    if count:
-        a, g = _numpy(actual), _numpy(golden)
-        first = tuple(
-            int(i) for i in np.argwhere((a != g) & ~(np.isnan(a) & np.isnan(g)) if a.dtype.kind == "f" else a != g)[0]
-        )
-        pytest.fail(
-            f"{name}: {count} of {a.size} values are not bit-identical to the golden (max_abs_err={max_abs:.3g}); "
-            f"first at index {first}: got {a[first]!r}, golden {g[first]!r}"
-        )
+    """``leapfrog_checks.assert_same`` with ``bits=False``: equal values (NaN meets NaN, -0.0 equals 0.0)."""
+    leapfrog_checks.assert_same(name, actual, golden, metrics=metrics, bits=False)
 
 
 @contextmanager

@@ -2,9 +2,10 @@
 """Regenerate every file under golden/ for the torch suite.
 
 Run on a native x86-64 host with the same torch as the image (Debian trixie:
-python3-torch 2.6), with this folder as the cwd::
+python3-torch 2.6): ``leapfrog golden torch`` runs it in debian-trixie-amd64;
+by hand, with this folder as the cwd::
 
-    python3 make_golden.py
+    PYTHONPATH=../../harness/probe python3 make_golden.py
 
 Writes, per model (mlp, cnn, transformer):
 
@@ -19,22 +20,16 @@ Deterministic: the same torch build writes the same tensors.
 
 from __future__ import annotations
 
-import json
-import platform
 from pathlib import Path
 
-import models as m
 import numpy as np
-import recipes as r
 import torch
+import torch_models as m
+import torch_recipes as r
+from leapfrog_checks import save_golden
+from leapfrog_suite import generated_on, write_meta
 
 OUT = Path(__file__).parent / "golden"
-
-
-def save(name: str, arrays: dict[str, np.ndarray]) -> None:
-    path = OUT / f"{name}.npz"
-    np.savez_compressed(path, **{k: np.asarray(v) for k, v in sorted(arrays.items())})
-    print(f"wrote {path} ({path.stat().st_size} bytes, {len(arrays)} arrays)")
 
 
 def model_golden(index: int, name: str) -> None:
@@ -60,7 +55,7 @@ def model_golden(index: int, name: str) -> None:
         out[f"train.param.{pname}"] = param.detach().numpy()
     for bname, buf in model.named_buffers():
         out[f"train.buffer.{bname}"] = buf.numpy()
-    save(name, out)
+    save_golden(OUT, name, out)
 
 
 def quant_golden() -> None:
@@ -72,7 +67,7 @@ def quant_golden() -> None:
     for engine in r.QUANT_ENGINES:
         if engine in torch.backends.quantized.supported_engines:
             out[f"engine.{engine}"] = r.dynamic_quantized_output(model, x, engine).numpy()
-    save("quant", out)
+    save_golden(OUT, "quant", out)
 
 
 def main() -> None:
@@ -81,15 +76,14 @@ def main() -> None:
     for index, name in enumerate(m.NAMES):
         model_golden(index, name)
     quant_golden()
-    save("rng", {k: v.numpy() for k, v in r.rng_streams().items()})
+    save_golden(OUT, "rng", {k: v.numpy() for k, v in r.rng_streams().items()})
     meta = {
-        "generated_on": {"machine": platform.machine(), "python": platform.python_version()},
+        "generated_on": generated_on(),
         "versions": {"torch": torch.__version__, "numpy": np.__version__},
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "quantized_engines": list(torch.backends.quantized.supported_engines),
     }
-    (OUT / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    print(f"wrote {OUT / 'meta.json'}")
+    write_meta(OUT, meta)
 
 
 if __name__ == "__main__":

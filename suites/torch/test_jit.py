@@ -16,9 +16,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import models
 import pytest
 import torch
+import torch_models
 from conftest import (
     FORWARD_ATOL,
     FORWARD_RTOL,
@@ -75,7 +75,7 @@ def _calls(fn: Callable[[], torch.Tensor]) -> torch.Tensor:
     return out
 
 
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", torch_models.NAMES)
 @pytest.mark.parametrize("how", ["trace", "script"])
 def test_roundtrip(
     name: str, how: str, arch: str, tmp_path: Path, capfd: pytest.CaptureFixture[str], metrics: Metrics

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import models
 import pytest
 import torch
+import torch_models
 from conftest import (
     FORWARD_ATOL,
     FORWARD_RTOL,
@@ -20,7 +20,7 @@ from conftest import (
 )
 
 
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", torch_models.NAMES)
 def test_forward(name: str, metrics: Metrics) -> None:
     """Eval-mode forward pass with the shipped weights reproduces the golden logits."""
     model = load_model(name)
@@ -30,12 +30,12 @@ def test_forward(name: str, metrics: Metrics) -> None:
     assert_close("logits", out, gold["forward"], rtol=FORWARD_RTOL, atol=FORWARD_ATOL, metrics=metrics)
 
 
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", torch_models.NAMES)
 def test_train_step(name: str, metrics: Metrics) -> None:
     """Cross-entropy loss, every gradient, and every parameter and buffer after one SGD step."""
     model = load_model(name)
     x, y, gold = golden_input(name)
-    loss = models.train_step(model, x, y)
+    loss = torch_models.train_step(model, x, y)
     assert_close("loss", loss, gold["train.loss"], rtol=FORWARD_RTOL, atol=FORWARD_ATOL, metrics=metrics)
     for pname, param in model.named_parameters():
         assert param.grad is not None, f"{pname} has no gradient"
@@ -60,7 +60,7 @@ def test_train_step(name: str, metrics: Metrics) -> None:
             assert_same(f"buffer.{bname}", buf, gold[f"train.buffer.{bname}"], metrics=metrics)
 
 
-@pytest.mark.parametrize("name", models.NAMES)
+@pytest.mark.parametrize("name", torch_models.NAMES)
 def test_latency(name: str, bench_repeats: int, metrics: Metrics) -> None:
     """Median and p90 latency of one eval forward pass; the answer stays bit-identical over the repetitions."""
     model = load_model(name)
@@ -89,7 +89,7 @@ def test_thread_counts(metrics: Metrics) -> None:
     try:
         for threads in sorted({1, default}):
             torch.set_num_threads(threads)
-            for name in models.NAMES:
+            for name in torch_models.NAMES:
                 model = load_model(name)
                 x, _, gold = golden_input(name)
                 with torch.no_grad():

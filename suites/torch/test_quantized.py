@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import recipes
 import torch
+import torch_recipes
 from conftest import Metrics, assert_close, deprecations, golden_meta, load_golden
 
 # Against the float model: int8 weights (per tensor) and 8-bit activations (7-bit with
@@ -30,7 +30,7 @@ def _facts(metrics: Metrics) -> list[str]:
     return engines
 
 
-@pytest.mark.parametrize("engine", recipes.QUANT_ENGINES)
+@pytest.mark.parametrize("engine", torch_recipes.QUANT_ENGINES)
 def test_dynamic_quantized_linear(engine: str, arch: str, metrics: Metrics) -> None:
     """``quantize_dynamic`` on this engine answers like the float model and like the golden of the same engine."""
     engines = _facts(metrics)
@@ -40,9 +40,9 @@ def test_dynamic_quantized_linear(engine: str, arch: str, metrics: Metrics) -> N
             f"(supported_engines={engines})"
         )
     gold = load_golden("quant")
-    model, x = recipes.quant_model_and_input()
+    model, x = torch_recipes.quant_model_and_input()
     with deprecations(metrics):
-        out = recipes.dynamic_quantized_output(model, x, engine)
+        out = torch_recipes.dynamic_quantized_output(model, x, engine)
     assert_close("vs_float", out, gold["float"], rtol=0.0, atol=_range_atol(gold["float"]), metrics=metrics)
     key = f"engine.{engine}"
     metrics["golden_has_engine"] = key in gold
@@ -55,7 +55,7 @@ def test_quantize_dynamic_default_engine(arch: str, metrics: Metrics) -> None:
     engines = _facts(metrics)
     engine = torch.backends.quantized.engine
     gold = load_golden("quant")
-    model, x = recipes.quant_model_and_input()
+    model, x = torch_recipes.quant_model_and_input()
     try:
         with deprecations(metrics), torch.no_grad():
             qmodel = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)

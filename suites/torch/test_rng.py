@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-import recipes
 import torch
+import torch_recipes
 from conftest import Metrics, assert_close, assert_same, count_mismatches, golden_meta, load_golden
 
 GOLDEN = load_golden("rng")
@@ -13,7 +13,7 @@ X86_KERNELS = ("AVX2", "AVX512")  # torch.backends.cpu capabilities whose normal
 
 @pytest.fixture(scope="module")
 def streams() -> dict[str, torch.Tensor]:
-    return recipes.rng_streams()
+    return torch_recipes.rng_streams()
 
 
 @pytest.mark.parametrize("key", sorted(GOLDEN))
@@ -24,7 +24,7 @@ def test_stream(key: str, streams: dict[str, torch.Tensor], metrics: Metrics) ->
     metrics["cpu_capability"] = here
     metrics["golden_cpu_capability"] = there
     mismatches, _ = count_mismatches(streams[key], GOLDEN[key])
-    if mismatches and key in recipes.VECTORISED_NORMAL and (here in X86_KERNELS) != (there in X86_KERNELS):
+    if mismatches and key in torch_recipes.VECTORISED_NORMAL and (here in X86_KERNELS) != (there in X86_KERNELS):
         # Same uniform draws, a different log/sincos: a few float32 ulps, never a different stream
         # (which would be off by O(1)). Anything beyond that still fails here.
         assert_close(key, streams[key], GOLDEN[key], rtol=1e-5, atol=1e-5, metrics=metrics)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import harness.probe.facts as facts_mod
-from harness.probe import leapfrog_checks
+from harness.probe import leapfrog_suite
 
 CPUINFO = Path(__file__).parent / "data" / "cpuinfo"
 
@@ -59,11 +59,11 @@ def test_a_riscv_target_never_records_the_host_cpuinfo(monkeypatch: pytest.Monke
 
 
 def test_cpuinfo_flags_reads_the_flags_line() -> None:
-    flags = leapfrog_checks.cpuinfo_flags(cpuinfo("amd-epyc-zen2-avx2"))
+    flags = leapfrog_suite.cpuinfo_flags(cpuinfo("amd-epyc-zen2-avx2"))
     assert {"avx2", "fma", "sse4_2"} <= flags
     assert not {"avx512f", "avx512_vnni", "avx_vnni"} & flags
-    assert leapfrog_checks.cpuinfo_flags(cpuinfo("riscv64-vm")) == set()
-    assert leapfrog_checks.cpuinfo_flags("") == set()
+    assert leapfrog_suite.cpuinfo_flags(cpuinfo("riscv64-vm")) == set()
+    assert leapfrog_suite.cpuinfo_flags("") == set()
 
 
 @pytest.mark.parametrize(
@@ -79,8 +79,8 @@ def test_cpuinfo_flags_reads_the_flags_line() -> None:
     ],
 )
 def test_int8_saturation_reason_on_x86(name: str, saturates: bool | None, expected: str | None) -> None:
-    flags = leapfrog_checks.cpuinfo_flags(cpuinfo(name))
-    reason = leapfrog_checks.int8_saturation_reason("x86_64", flags, saturates=saturates, measured="got 32767")
+    flags = leapfrog_suite.cpuinfo_flags(cpuinfo(name))
+    reason = leapfrog_suite.int8_saturation_reason("x86_64", flags, saturates=saturates, measured="got 32767")
     if expected is None:
         assert reason is None
         return
@@ -95,15 +95,15 @@ def test_int8_saturation_reason_on_x86(name: str, saturates: bool | None, expect
 @pytest.mark.parametrize("saturates", [None, True, False])
 def test_int8_saturation_is_never_excused_off_x86(saturates: bool | None) -> None:
     """On riscv64 a saturating int8 kernel is a wrong answer, whatever the host's cpuinfo says."""
-    flags = leapfrog_checks.cpuinfo_flags(cpuinfo("amd-epyc-zen2-avx2"))
-    assert leapfrog_checks.int8_saturation_reason("riscv64", flags, saturates=saturates) is None
-    assert leapfrog_checks.int8_saturation_reason("riscv64", set(), saturates=saturates) is None
+    flags = leapfrog_suite.cpuinfo_flags(cpuinfo("amd-epyc-zen2-avx2"))
+    assert leapfrog_suite.int8_saturation_reason("riscv64", flags, saturates=saturates) is None
+    assert leapfrog_suite.int8_saturation_reason("riscv64", set(), saturates=saturates) is None
 
 
 def test_host_cpu_flags_is_empty_off_x86(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(leapfrog_checks, "machine", lambda: "riscv64")
-    assert leapfrog_checks.host_cpu_flags() == set()
+    monkeypatch.setattr(leapfrog_suite, "machine", lambda: "riscv64")
+    assert leapfrog_suite.host_cpu_flags() == set()
 
 
 def test_facts_and_checks_agree_on_what_vnni_is() -> None:
-    assert leapfrog_checks.X86_VNNI == facts_mod.X86_VNNI
+    assert leapfrog_suite.X86_VNNI == facts_mod.X86_VNNI

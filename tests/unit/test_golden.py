@@ -41,3 +41,24 @@ def test_golden_over_the_cap_is_a_clear_error_and_changes_nothing(
     assert "no golden file was changed" in text
     assert "it holds more than 50000 bytes, the most one copy back takes" in text
     assert sorted(p.name for p in folder.iterdir()) == before
+
+
+HELPER_SCRIPT = """
+from pathlib import Path
+from leapfrog_checks import save_golden
+from leapfrog_suite import generated_on, write_meta
+save_golden(Path("golden"), "g", {"b": [1, 2], "a": [0.5]})
+write_meta(Path("golden"), {"generator": "make_golden.py", **generated_on()})
+"""
+
+
+def test_golden_script_imports_the_suite_helpers_and_writes_the_same_bytes_twice(
+    write_suite, native_config: TargetConfig
+) -> None:  # type: ignore[no-untyped-def]
+    folder = write_suite("g", {"make_golden.py": HELPER_SCRIPT})
+    changed = regenerate(load_suite(folder), native_config, timeout=120)
+    assert sorted(map(str, changed)) == ["golden/g.npz", "golden/meta.json"]
+    assert not (folder / "leapfrog_checks.py").exists()  # the helpers stay out of the suite
+    first = (folder / "golden" / "g.npz").read_bytes()
+    assert regenerate(load_suite(folder), native_config, timeout=120) == []
+    assert (folder / "golden" / "g.npz").read_bytes() == first
