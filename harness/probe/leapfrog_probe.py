@@ -400,30 +400,45 @@ def pytest_runtest_logreport(report: Any) -> None:
         if content and report.when == "teardown":
             state.output.append("----- %s -----\n%s\n" % (title, content))
     was_xfail = hasattr(report, "wasxfail")
-    status: Optional[str] = None
-    if report.when == "call":
-        if report.passed:
-            status = "xpassed" if was_xfail else "passed"
-        elif report.skipped:
-            status = "xfailed" if was_xfail else "skipped"
-        else:
-            status = "failed"
-        if was_xfail and not report.failed:
-            state.message = str(report.wasxfail)
-    elif report.failed:  # setup or teardown failed
-        status = "error"
-    elif report.skipped and report.when == "setup":
-        status = "xfailed" if was_xfail else "skipped"
+    status = phase_status(report)
+    if report.when == "call" and was_xfail and not report.failed:
+        state.message = str(report.wasxfail)
     if report.failed or (report.skipped and not was_xfail):
         state.message = state.message or _message(report)
         if report.failed and TIMEOUT_MARK in state.message:
             status = "timeout"
-    # The first phase that says something decides; a teardown error spoils a
-    # pass; a timeout overrides everything.
+    state.status = decide(state.status, status)
+
+
+def phase_status(report: Any) -> Optional[str]:
+    """What one phase's report says of its test: passed, failed, error, skipped, xfailed, xpassed, or None.
+
+    The call phase says how the test went; a failed setup or teardown is an
+    error; a skip in setup is a skip (an xfail when the test expected to fail).
+    The ``upstream`` suite's plugin (``upstream_budget``) uses this too.
+    """
+    was_xfail = hasattr(report, "wasxfail")
+    if report.when == "call":
+        if report.passed:
+            return "xpassed" if was_xfail else "passed"
+        if report.skipped:
+            return "xfailed" if was_xfail else "skipped"
+        return "failed"
+    if report.failed:  # setup or teardown failed
+        return "error"
+    if report.skipped and report.when == "setup":
+        return "xfailed" if was_xfail else "skipped"
+    return None
+
+
+def decide(current: Optional[str], status: Optional[str]) -> Optional[str]:
+    """A test's one outcome once a phase said ``status``: the first phase that says
+    something decides; a teardown error spoils a pass; a timeout overrides everything."""
     if status is not None and (
-        state.status is None or status == "timeout" or (state.status in ("passed", "xpassed") and status == "error")
+        current is None or status == "timeout" or (current in ("passed", "xpassed") and status == "error")
     ):
-        state.status = status
+        return status
+    return current
 
 
 def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:

@@ -12,8 +12,9 @@ Stdlib and pytest only (it runs on the target's Python). It
       {"kind": "collect", "name": "numpy/x/tests/test_y.py", "status": "error", "message": "..."}
 
   ``status`` is the test's one outcome (passed, failed, error, skipped,
-  xfailed, xpassed) decided as leapfrog's probe decides it: the first phase
-  that says something, a teardown error spoils a pass. ``name`` is the test's
+  xfailed, xpassed) decided by leapfrog's probe's own rule (``phase_status``
+  and ``decide`` of ``leapfrog_probe``, next to it on ``PYTHONPATH``): the first
+  phase that says something, a teardown error spoils a pass. ``name`` is the test's
   node id with its file given from the top of its package
   (``numpy/fft/tests/…``), whatever folder the package is installed in, so
   the same test has the same name on every target;
@@ -30,6 +31,7 @@ import time
 from typing import Any
 
 import pytest
+from leapfrog_probe import decide, phase_status
 
 _START = time.monotonic()
 _RUN_START = _START
@@ -154,26 +156,14 @@ def pytest_runtest_logreport(report: Any) -> None:
     test = _TESTS.setdefault(report.nodeid, [None, 0.0, ""])
     test[1] += float(getattr(report, "duration", 0.0) or 0.0)
     was_xfail = hasattr(report, "wasxfail")
-    status: str | None = None
-    if report.when == "call":
-        if report.passed:
-            status = "xpassed" if was_xfail else "passed"
-        elif report.skipped:
-            status = "xfailed" if was_xfail else "skipped"
-        else:
-            status = "failed"
-        if was_xfail and not report.failed:
-            test[2] = str(report.wasxfail)[:MESSAGE_LIMIT]
-    elif report.failed:  # setup or teardown failed
-        status = "error"
-    elif report.skipped and report.when == "setup":
-        status = "xfailed" if was_xfail else "skipped"
+    status = phase_status(report)
+    if report.when == "call" and was_xfail and not report.failed:
+        test[2] = str(report.wasxfail)[:MESSAGE_LIMIT]
     if report.failed or (report.skipped and not was_xfail):
         test[2] = test[2] or _message(report)
     if status == "skipped" and isinstance(report.longrepr, tuple) and len(report.longrepr) == 3:
         _SKIPS[str(report.longrepr[2])[:160]] += 1
-    if status is not None and (test[0] is None or (test[0] in ("passed", "xpassed") and status == "error")):
-        test[0] = status
+    test[0] = decide(test[0], status)
 
 
 def pytest_runtest_logfinish(nodeid: str, location: Any) -> None:
