@@ -96,7 +96,7 @@ def main() -> None:
             from harness.targets import make_target
 
             cfg = load_project().targets["debian-trixie-riscv64-docker"]
-            tag = make_target(cfg).prepare()  # type: ignore[attr-defined]
+            tag = make_target(cfg).prepare_image()
             dbare, dlf = [], []
 
             def bare_docker() -> None:

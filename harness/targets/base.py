@@ -1,10 +1,25 @@
 """The one interface the runner uses to talk to any place suites run.
 
 Each backend lives in its own module of this package and is registered by its
-TOML ``kind`` in :mod:`harness.targets`.  A backend raises
-:class:`~harness.errors.TargetError` for infrastructure failures (could not
-boot, lost the connection, daemon missing) and never a bare exception, so the
-runner can tell *the target broke* from *the test failed*.
+TOML ``kind`` in :mod:`harness.kinds`.  Every backend follows one contract
+(asserted once, for all of them, by ``tests/contract_body.py``) and one
+classification of what goes wrong:
+
+- a user's mistake -- a target file, suite file or command line that asks for
+  something that cannot be (a missing ``[image]`` table, a file named in a key
+  that does not exist, a key whose value no backend accepts) -- is a
+  :class:`~harness.errors.ConfigError`, raised before anything starts.  The
+  runner never retries it: the same file fails the same way.
+- the target failing -- could not boot, lost the connection, the daemon or
+  container went away, a command could not be started, what it left behind
+  breaks the copy-back rule -- is a :class:`~harness.errors.TargetError`.  The
+  runner retries it on a fresh target (``retries``), since the next try may
+  pass.
+- an image that cannot be built, fetched or found is an
+  :class:`~harness.errors.ImageError` (not retried either).
+
+A backend raises only these, never a bare exception, so the runner can tell
+*the target broke* from *the test failed* from *the user must fix something*.
 """
 
 from __future__ import annotations
@@ -17,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import TargetError
 from harness.kinds import BaseOptions
-from harness.targets._common import GET_LIMIT
+from harness.targets._common import GET_LIMIT, probe_facts
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
@@ -132,11 +147,30 @@ class Target(abc.ABC):
 
     @abc.abstractmethod
     def forward(self, port: int) -> tuple[str, int]:
-        """Return a (host, port) on the host that reaches ``port`` inside the target."""
+        """Return a (host, port) on the host that reaches ``port`` inside the target.
 
-    @abc.abstractmethod
+        ``port`` is one a server inside the target listens on at the address
+        :meth:`listen_address` gives.
+        """
+
+    def listen_address(self) -> tuple[str, int]:
+        """Where a server inside the target must listen for :meth:`forward` to reach it.
+
+        (bind address, port; 0 = any free port, which the server picks and
+        reports).  Targets that share the host's network (native, chroot) or
+        tunnel to the target's loopback (ssh, qemu-vm) take 127.0.0.1 and any
+        port; a backend that publishes only chosen ports overrides this.
+        """
+        return "127.0.0.1", 0
+
     def facts(self) -> TargetFacts:
-        """Arch, ISA string, os-release, kernel, libc, python of the target."""
+        """Arch, ISA string, os-release, kernel, libc, python of the target.
+
+        By default the probe's ``facts.py`` runs on the target's Python
+        (:func:`~harness.targets._common.probe_facts`), then
+        :meth:`enrich_facts` adds what only the host knows.
+        """
+        return self.enrich_facts(probe_facts(self))
 
     @abc.abstractmethod
     def stop(self) -> None:
@@ -149,6 +183,20 @@ class Target(abc.ABC):
         (containers, VMs) deliver them when the pytest process ends.
         """
         return None
+
+    def image_packages_for(self, distro: str) -> list[str]:
+        """The packages of ``distro`` the image this target runs must hold: the backend's own and the suites'."""
+        return sorted({*self.image_packages.get(distro, []), *self.packages})
+
+    def prepare_image(self) -> str:
+        """Make what the target runs ready without starting it, so the first run does not pay for it.
+
+        ``leapfrog images build`` calls this after building the cached image
+        (that part is the same for every backend).  Returns a reference to
+        what was made beyond the cached image (a Docker image's reference),
+        or "" when there is nothing more; ``start()`` does the same work itself.
+        """
+        return ""
 
     def make_temp_dir(self) -> str:
         """A fresh private folder inside the target (``mktemp -d``); backends may do it faster."""

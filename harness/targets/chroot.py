@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness import mounts, qemu_user
-from harness.errors import TargetError
+from harness.errors import ConfigError, TargetError
 from harness.kinds import ChrootOptions
 from harness.model import TargetFacts
 from harness.mounts import mounts_under
@@ -119,7 +119,10 @@ class ChrootTarget(Target):
         qemu_user.check_source(self.options.qemu, where=str(self.config.file))
         if self._private():
             if arch != "riscv64":
-                raise TargetError(f'target {self.name}: qemu = "{self.options.qemu}" runs riscv64 targets only.')
+                raise ConfigError(
+                    f'{self.config.file}: target {self.name}: qemu = "{self.options.qemu}" runs riscv64 targets only; '
+                    'remove the "qemu" key.'
+                )
             if not qemu_user.kernel_ok():
                 raise TargetError(
                     f'target {self.name}: qemu = "{self.options.qemu}" needs Linux 6.7 or later (a binfmt_misc of '
@@ -143,7 +146,10 @@ class ChrootTarget(Target):
         if self.options.rootfs:
             p = Path(self.options.rootfs)
             if not (p / "usr").is_dir():
-                raise TargetError(f'target {self.name}: rootfs "{p}" is not a root filesystem (no usr/).')
+                raise ConfigError(
+                    f'{self.config.file}: target {self.name}: rootfs "{p}" is not a root filesystem (no usr/); '
+                    'fix the "rootfs" key.'
+                )
             return p
         from harness.images import ensure_rootfs
 

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.errors import TargetError
 from harness.kinds import NativeOptions
 from harness.model import TargetFacts
-from harness.targets._common import GET_LIMIT, copy_out, probe_facts
+from harness.targets._common import GET_LIMIT, copy_out
 from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target
 
@@ -81,9 +81,6 @@ class NativeTarget(Target):
 
     def forward(self, port: int) -> tuple[str, int]:
         return ("127.0.0.1", port)
-
-    def facts(self) -> TargetFacts:
-        return self.enrich_facts(probe_facts(self))
 
     def enrich_facts(self, facts: TargetFacts) -> TargetFacts:
         facts.emulation = self.emulation

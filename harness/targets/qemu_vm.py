@@ -146,9 +146,6 @@ class QemuVmTarget(SshBackedTarget):
 
     # ----------------------------------------------------------------- image
 
-    def image_packages_for(self, distro: str) -> list[str]:
-        return sorted({*self.image_packages.get(distro, []), *self.packages})
-
     def _media(self) -> tuple[BootMedia, SshOptions]:
         """The disk to boot and how to log in: a disk built from Debian, or a supplied qcow2."""
         self.disk = None

@@ -34,7 +34,6 @@ from harness.model import Verdict
 from harness.plan import make_plan
 from harness.runner import Runner, RunOptions
 from harness.targets import make_target
-from harness.targets.base import OUTPUT_LIMIT
 from harness.targets.docker import DockerTarget
 from tests.conftest import with_options
 from tests.integration.conftest import ROOT
@@ -99,82 +98,39 @@ def test_image_is_riscv64_tagged_by_key_and_reused(
 # --------------------------------------------------------------------------- commands
 
 
-def test_exit_codes_and_streams(target: DockerTarget) -> None:
-    done = target.run(["sh", "-c", "echo out; echo err >&2; exit 3"], timeout=60)
-    assert (done.exit_code, done.signal, done.stdout, done.stderr) == (3, None, "out\n", "err\n")
-    assert not done.timed_out
-    assert target.run(["true"], timeout=60).ok
+def test_a_missing_program_exits_127(target: DockerTarget) -> None:
     missing = target.run(["no-such-program"], timeout=60)
     assert missing.exit_code == 127
     assert "not found" in missing.stderr
 
 
-def test_death_by_signal_is_reported_as_a_signal(target: DockerTarget) -> None:
-    done = target.run(["sh", "-c", "kill -SEGV $$"], timeout=60)
-    assert (done.exit_code, done.signal) == (None, 11)
-
-
-def test_env_and_cwd_with_non_ascii_text(target: DockerTarget) -> None:
-    done = target.run(["sh", "-c", 'echo "$LEAPFROG_X" && pwd'], timeout=60, env={"LEAPFROG_X": "é ü 中"}, cwd="/tmp")
-    assert done.stdout.splitlines() == ["é ü 中", "/tmp"]
+def test_a_missing_cwd_exits_125_naming_it(target: DockerTarget) -> None:
     bad = target.run(["pwd"], timeout=60, cwd="/no/such/folder")
     assert bad.exit_code == 125
     assert "/no/such/folder" in bad.stderr
 
 
-def test_large_output_is_bounded_not_fatal(target: DockerTarget) -> None:
-    done = target.run(["sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' x; echo tail >&2"], timeout=120)
-    assert done.ok
-    assert len(done.stdout) < OUTPUT_LIMIT + 200
-    assert done.stdout.startswith("x" * 1000)
-    assert f"{3000000 - OUTPUT_LIMIT} bytes dropped" in done.stdout
-    assert done.stderr == "tail\n"
-
-
-def test_invalid_utf8_is_replaced(target: DockerTarget) -> None:
-    assert target.run(["printf", "a\\377b"], timeout=60).stdout == "a\ufffdb"
-
-
-def test_put_get_round_trip_of_a_folder(target: DockerTarget, tmp_path: Path) -> None:
-    src = tmp_path / "src"
-    (src / "sub").mkdir(parents=True)
-    (src / "a.txt").write_text("hello ✓\n")
-    (src / "sub" / "b.bin").write_bytes(bytes(range(256)) * 100)
-    base = target.run(["mktemp", "-d"], timeout=60).stdout.strip()
-    target.put(src, f"{base}/not/yet/there/copy")  # missing parents are made
-    listing = target.run(["sh", "-c", f"cd {base}/not/yet/there/copy && find . -type f | sort"], timeout=60)
-    assert listing.stdout.split() == ["./a.txt", "./sub/b.bin"]
-    owners = target.run(["stat", "-c", "%u:%g", f"{base}/not/yet/there/copy/a.txt"], timeout=60)
+def test_put_files_are_owned_by_root(target: DockerTarget, tmp_path: Path) -> None:
+    (tmp_path / "a.txt").write_text("hello\n")
+    base = target.make_temp_dir()
+    target.put(tmp_path / "a.txt", f"{base}/a.txt")
+    owners = target.run(["stat", "-c", "%u:%g", f"{base}/a.txt"], timeout=60)
     assert owners.stdout.strip() == "0:0"
-    back = tmp_path / "back"
-    target.get(f"{base}/not/yet/there/copy", back)
-    assert (back / "a.txt").read_text() == "hello ✓\n"
-    assert (back / "sub" / "b.bin").read_bytes() == bytes(range(256)) * 100
-    target.put(src / "a.txt", f"{base}/single.txt")
-    target.get(f"{base}/single.txt", tmp_path / "single.txt")
-    assert (tmp_path / "single.txt").read_text() == "hello ✓\n"
-    target.run(["rm", "-rf", base], timeout=60)
+    target.remove_tree(base)
 
 
-def test_get_refuses_links_and_missing_paths(target: DockerTarget, tmp_path: Path) -> None:
-    with pytest.raises(TargetError, match="it is a link; leapfrog copies back only regular files and folders"):
-        target.get("/bin", tmp_path / "bin")  # /bin -> usr/bin in Debian
+def test_get_of_a_missing_path_says_it_is_not_in_the_container(target: DockerTarget, tmp_path: Path) -> None:
     with pytest.raises(TargetError, match="does not exist in the container"):
         target.get("/no/such/file", tmp_path / "x")
-    assert sorted(tmp_path.iterdir()) == []
 
 
-def test_timeout_kills_the_whole_process_tree(target: DockerTarget) -> None:
-    start = time.monotonic()
-    tree = "setsid sleep 300 & env -i /usr/bin/sleep 301 & sleep 302 & wait"
-    done = target.run(["sh", "-c", tree], timeout=3)
+def test_timeout_kills_a_child_that_left_the_process_group(target: DockerTarget) -> None:
+    """Every process in the container goes, not only the command's group (the contract kills the group)."""
+    done = target.run(["sh", "-c", "setsid sleep 300 & wait"], timeout=3)
     assert done.timed_out
-    assert (done.exit_code, done.signal) == (None, 9)
-    assert time.monotonic() - start < 30
     left = target.run(["sh", "-c", "cat /proc/[0-9]*/cmdline | tr '\\0' ' '"], timeout=60).stdout
     assert "sleep infinity" in left  # the listing itself worked
-    for n in (300, 301, 302):
-        assert f"sleep {n}" not in left
+    assert "sleep 300" not in left
 
 
 def test_background_children_end_with_their_command(target: DockerTarget) -> None:
@@ -186,15 +142,8 @@ def test_background_children_end_with_their_command(target: DockerTarget) -> Non
     assert "sleep 303" not in left
 
 
-def test_facts(target: DockerTarget) -> None:
-    facts = target.facts()
-    assert facts.arch == "riscv64"
-    assert facts.isa.startswith("rv64")
-    assert {"i", "m", "a", "f", "d", "c"} <= set(facts.extensions)
-    assert facts.os_id == "debian"
-    assert facts.emulation == "qemu-user"
-    assert facts.python.startswith("3.")
-    assert facts.extra["docker_image"] == target.image_ref
+def test_facts_name_the_docker_image(target: DockerTarget) -> None:
+    assert target.facts().extra["docker_image"] == target.image_ref
 
 
 def test_cpu_option_turns_on_the_vector_extension(debian_image: CachedImage, engine: Any, config: TargetConfig) -> None:

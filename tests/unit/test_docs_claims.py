@@ -27,7 +27,11 @@ def _defined(file: str, name: str) -> bool:
         path = ROOT / "tests" / folder / file
         if path.exists() and re.search(rf"^def {name}\(", path.read_text(encoding="utf-8"), re.MULTILINE):
             return True
-    return False
+    # Both test_contract.py modules run the one contract body (a class every backend's module subclasses).
+    body = ROOT / "tests" / "contract_body.py"
+    return file == "test_contract.py" and bool(
+        re.search(rf"^    def {name}\(", body.read_text(encoding="utf-8"), re.MULTILINE)
+    )
 
 
 def test_every_row_names_a_test() -> None:

@@ -13,7 +13,6 @@ import math
 import sys
 import textwrap
 import time
-import types
 from pathlib import Path
 from typing import Any
 
@@ -389,11 +388,19 @@ def test_a_server_that_never_answers_times_out_and_is_stopped(native: NativeTarg
     assert not service.running
 
 
-def test_listen_address() -> None:
-    shared = types.SimpleNamespace(options=types.SimpleNamespace())
-    assert listen_address(shared) == ("127.0.0.1", 0)  # type: ignore[arg-type]
-    published = types.SimpleNamespace(published_ports=[8000, 9000])  # a docker target's
-    assert listen_address(published) == ("0.0.0.0", 8000)  # type: ignore[arg-type]
+def test_listen_address(native: NativeTarget, tmp_path: Path) -> None:
+    from harness.config import load_target
+    from harness.targets.docker import DockerTarget
+
+    assert listen_address(native) == ("127.0.0.1", 0)
+    path = tmp_path / "t-docker.toml"
+    path.write_text(
+        'kind = "docker"\nnetwork = true\nports = [9000]\n'
+        '[image]\ndistro = "debian"\nrelease = "trixie"\narch = "riscv64"\n'
+    )
+    published = DockerTarget(load_target(path))
+    published.requested_ports = [8000]  # a suite's; with the file's 9000, published on the host's loopback
+    assert listen_address(published) == ("0.0.0.0", 8000)
 
 
 # ----------------------------------------------------------------------------- the committed models and goldens
