@@ -44,7 +44,8 @@ def packages(image: str) -> list[str]:
 def build_once(image: str) -> tuple[float, dict[str, float], int]:
     from harness.config import ImageSpec
     from harness.images import ensure_image
-    from harness.images.cache import images_dir, list_images, remove_image
+    from harness.images.cache import list_images, remove_image
+    from harness.paths import images_dir
 
     for img in list_images():
         remove_image(img)  # cold: no image to reuse or layer on (the private cache only)
@@ -68,7 +69,7 @@ def main() -> None:
         raise SystemExit(f"{cache} is the user cache; give --cache a private folder.")
     os.environ["LEAPFROG_CACHE"] = str(cache)
     from harness import mounts
-    from harness.images.cache import cache_root
+    from harness.paths import cache_root
 
     walls: list[float] = []
     runs: list[dict[str, float]] = []

@@ -14,7 +14,7 @@ fallback: the suite's numeric ``case_timeout`` (300 s when suite.toml says
 The slowdown comes from, in this order:
 
 1. ``run``: this run, the geometric mean of the slowdowns of the target's cells
-   already finished (as the report computes it, :func:`harness.report.compare.target_slowdown`);
+   already finished (as the report computes it, :func:`harness.compare.target_slowdown`);
 2. ``history``: the newest recorded run of the history database that holds
    the target and the same baseline with a measurable slowdown: the same
    suite's cell slowdown there, else that run's target slowdown;
@@ -36,9 +36,9 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Final
 
+from harness.compare import cell_slowdown, target_slowdown
 from harness.config import SuiteConfig, TargetConfig
 from harness.model import CaseResult, CellResult, Run, Status, Verdict
-from harness.report.compare import cell_slowdown, target_slowdown
 
 #: The estimate (baseline × slowdown) is multiplied by this: a case's own slowdown
 #: varies around the target's (pure Python about 11×, numpy about 18× under qemu-user).

@@ -120,7 +120,7 @@ def profile_checks(*, release: str | None = None) -> list[Check]:
     needs Linux >= 6.7; the host's own qemu-user (QEMU 7.2 on Debian 12) knows
     no profile CPU models.
     """
-    from harness import qemu_user
+    from harness import paths, qemu_user
 
     checks = []
     kernel = release or os.uname().release
@@ -131,7 +131,7 @@ def profile_checks(*, release: str | None = None) -> list[Check]:
             fix = f"boot Linux 6.7 or later to run {target}; the host's qemu-user knows no {name} CPU model"
         elif (binary := qemu_user.cached(source)) is not None:
             version = qemu_user.meta(source).get("version_line") or str(binary)
-            ok, detail, fix = True, f"{version}, cached in {qemu_user.qemu_dir(source)}", ""
+            ok, detail, fix = True, f"{version}, cached in {paths.qemu_dir(source)}", ""
         else:
             ok = shutil.which("apt-get") is not None and Path(qemu_user.KEYRING).exists()
             detail = f"Debian 13's qemu-user is fetched into leapfrog's cache on first use of {target}"

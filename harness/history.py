@@ -1,7 +1,7 @@
-"""The SQLite history of runs, and comparing two runs.
+"""The SQLite history of runs, and comparing two recorded runs (with :mod:`harness.compare`).
 
-Default database: ``<user data dir>/leapfrog/history.sqlite``
-(``$LEAPFROG_DB`` or ``--db PATH`` to choose).  Every ``leapfrog run`` records
+Default database: :func:`harness.paths.default_db` (``$LEAPFROG_DB``, else
+``<user data dir>/leapfrog/history.sqlite``; ``--db PATH`` to choose).  Every ``leapfrog run`` records
 its run, targets with facts, cells, cases and numeric metrics; ``leapfrog
 history`` lists runs and ``leapfrog compare A B`` prints what changed.
 """
@@ -11,17 +11,15 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
-import os
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
-import platformdirs
-
+from harness.compare import lower_is_better, regressions
 from harness.errors import ConfigError
 from harness.model import Run, Status
-from harness.report.compare import DEFAULT_RULES, Rules, Snapshot, Spread, lower_is_better, regressions
-from harness.report.types import Comparison, RunSummary
+from harness.paths import default_db
+from harness.records import DEFAULT_RULES, CaseKey, Comparison, Rules, RunSummary, Snapshot, Spread
 
 __all__ = ["Rules", "Snapshot", "Spread", "lower_is_better", "regressions"]
 
@@ -58,11 +56,6 @@ CREATE INDEX IF NOT EXISTS runs_started ON runs(started);
 #: A case (or a latency metric) this many times slower than before is a change (see ``Rules``).
 DEFAULT_THRESHOLD = DEFAULT_RULES.threshold
 MESSAGE_KEEP = 2000
-
-
-def default_db() -> Path:
-    env = os.environ.get("LEAPFROG_DB")
-    return Path(env) if env else Path(platformdirs.user_data_dir("leapfrog")) / "history.sqlite"
 
 
 @contextlib.contextmanager
@@ -199,9 +192,6 @@ def run_ids(*, db: Path | None = None) -> list[str]:
         return [r[0] for r in conn.execute("SELECT run_id FROM runs ORDER BY started")]
 
 
-CaseKey = tuple[str, str, str]
-
-
 def _cases(conn: sqlite3.Connection, run_id: str) -> dict[CaseKey, tuple[str, float, str]]:
     rows = conn.execute(
         "SELECT target, suite, name, status, duration, known_issue FROM cases WHERE run_id = ?", (run_id,)
@@ -281,8 +271,8 @@ def diff(
     rules: Rules = DEFAULT_RULES,
     spread: Spread | None = None,
 ) -> Comparison:
-    """What changed from ``base`` to ``new`` (see :func:`harness.report.compare.diff`)."""
-    from harness.report import compare
+    """What changed from ``base`` to ``new`` (see :func:`harness.compare.diff`)."""
+    from harness import compare
 
     if threshold is not None:
         rules = dataclasses.replace(rules, threshold=threshold)
@@ -296,7 +286,7 @@ def compare_ids(
         known = {r[0] for r in conn.execute("SELECT run_id FROM runs")}
         for rid in (base_id, new_id):
             if rid not in known:
-                from harness.config import suggest
+                from harness.tomlread import suggest
 
                 raise ConfigError(f'no run "{rid}" in the history{suggest(rid, known)}; see `leapfrog history`.')
         base, new = snapshot(conn, base_id), snapshot(conn, new_id)

@@ -24,9 +24,9 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from harness.config import build_dataclass, read_toml
 from harness.errors import ConfigError
 from harness.model import CellResult, TargetFacts
+from harness.tomlread import build_dataclass, read_toml
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from harness.errors import ConfigError
-from harness.model import ProjectDeps, Run, Verdict
-from harness.report import load_run
+from harness.model import Run, Verdict
+from harness.model_deps import ProjectDeps
+from harness.results import load_run
 
 
 def merge_runs(runs: list[Run]) -> Run:

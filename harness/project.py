@@ -42,7 +42,7 @@ from packaging.utils import canonicalize_name
 from harness import deps
 from harness.config import SuiteConfig, SuitePackages, TargetConfig
 from harness.errors import ConfigError, LeapfrogError
-from harness.model import ProjectDeps, clean_deps_column
+from harness.model_deps import ProjectDeps, clean_deps_column
 from harness.plan import PlannedCell
 from harness.project_wheel import (
     BUILD_TIMEOUT,

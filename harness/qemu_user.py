@@ -45,7 +45,7 @@ from pathlib import Path
 import filelock
 
 from harness.errors import ConfigError, TargetError
-from harness.images.cache import cache_root
+from harness.paths import qemu_dir
 
 #: Where each ``qemu`` value of a chroot target comes from: (mirror, suite, package).
 SOURCES = {"debian-trixie": ("http://deb.debian.org/debian", "trixie", "qemu-user")}
@@ -58,11 +58,6 @@ ENTER = Path(__file__).with_name("qemu_enter.py")
 FETCH_HINT = "python3 -m harness.qemu_user fetch"
 
 Progress = Callable[[str], None]
-
-
-def qemu_dir(source: str) -> Path:
-    """``<cache>/qemu/<source>``: the unpacked package (``root/``) and ``meta.json``, written last."""
-    return cache_root() / "qemu" / source
 
 
 def check_source(source: str, *, where: str) -> None:

@@ -115,7 +115,7 @@ def pick_case(run: Run, case: str, *, target: str | None = None, suite: str | No
             continue
         hits.extend(Pick(cell.target, cell.suite, c.name, c.status.value) for c in cell.cases if c.name == case)
     if not hits:
-        from harness.config import suggest
+        from harness.tomlread import suggest
 
         scope = "".join([f' on target "{target}"' if target else "", f' in suite "{suite}"' if suite else ""])
         names = {c.name for cell in run.cells for c in cell.cases}
@@ -233,7 +233,8 @@ def pin_image(cfg: TargetConfig, recorded: str, *, suites: Sequence[str], say: C
     if cfg.kind == "chroot":
         if cfg.options.rootfs:
             return cfg  # the target file names its root filesystem itself
-        from harness.images.cache import images_dir, list_images
+        from harness.images.cache import list_images
+        from harness.paths import images_dir
 
         for img in list_images():
             if img.meta.name == recorded:

@@ -51,9 +51,9 @@ import re
 from collections.abc import Collection, Iterable
 from typing import Any, Final
 
+from harness.compare import cell_slowdown, target_slowdown
 from harness.errors import ConfigError
 from harness.model import CaseResult, CellResult, Run, Status, TargetInfo, Verdict
-from harness.report.compare import cell_slowdown, target_slowdown
 
 INFRA: Final = "infra"
 EVERYWHERE: Final = "everywhere"

@@ -34,10 +34,11 @@ if TYPE_CHECKING:
     from harness.history import Rules
     from harness.images.cache import CachedImage
     from harness.known_issues import KnownIssue
-    from harness.model import ProjectDeps, Run
+    from harness.model import Run
+    from harness.model_deps import ProjectDeps
     from harness.plan import Plan
+    from harness.records import Comparison, RunSummary
     from harness.report import ReportError
-    from harness.report.types import Comparison, RunSummary
     from harness.runner import Runner, RunOptions
 
 EXIT_OK, EXIT_FAIL, EXIT_ERROR, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -128,11 +129,11 @@ def known_issues(p: Project, path: Path | None) -> list[KnownIssue]:
 
 def history_slowdowns(plan: Plan, db: Path | None, warn: Say = _quiet) -> dict[tuple[str, str], Slowdown]:
     """Slowdowns of earlier runs for auto case timeouts; a history that cannot be read is a warning."""
-    from harness import autotimeout, history
+    from harness import autotimeout, paths
 
     baseline = next((t.name for t in plan.targets() if t.kind == "native"), "")
     pairs = [(c.target.name, c.suite.name) for c in plan.cells if c.target.name != baseline]
-    path = db or history.default_db()
+    path = db or paths.default_db()
     try:
         return autotimeout.from_history(path, baseline, pairs)
     except (sqlite3.Error, OSError) as e:
@@ -409,8 +410,8 @@ def fetch_images(p: Project, names: Sequence[str], *, progress: Callable[[int, i
 
 def pick_images(names: Sequence[str], *, every: bool = False) -> list[CachedImage]:
     """The cached images named (by name as `images list` shows, or by key), or all of them with ``every``."""
-    from harness.config import suggest
     from harness.images.cache import list_images
+    from harness.tomlread import suggest
 
     imgs = list_images()
     chosen = imgs if every else []

@@ -16,7 +16,7 @@ from harness.model import (
     Verdict,
     verdict_for,
 )
-from harness.report.types import CaseChange, Comparison, RunSummary
+from harness.records import CaseChange, Comparison, RunSummary
 
 #: Text that must never become markup, script, or break the page.
 EVIL = '<script>window.__pwned = 1</script><img src=x onerror="window.__pwned=2"> ]]> \x00\x1b[31mred\x1b[0m \udcff "\''

@@ -164,7 +164,8 @@ def images_fetch(obj: Ctx, names: tuple[str, ...]) -> None:
 @images.command("list")
 def images_list() -> None:
     """List cached images."""
-    from harness.images.cache import images_dir, list_images
+    from harness.images.cache import list_images
+    from harness.paths import images_dir
 
     imgs = list_images()
     if not imgs:

@@ -46,11 +46,11 @@ def merge(obj: Ctx, folders: tuple[Path, ...], out_dir: Path) -> None:
 @click.option("--limit", type=click.IntRange(1, 10000), default=20, show_default=True)
 def history_cmd(db: Path | None, limit: int) -> None:
     """List recorded runs, newest last, with pass counts per target."""
-    from harness import history
+    from harness import history, paths
 
     rows = history.summaries(db=db, limit=limit)
     if not rows:
-        out.print(f"no runs recorded in {db or history.default_db()}")
+        out.print(f"no runs recorded in {db or paths.default_db()}")
     for r in rows:
         per = "  ".join(f"{t} {p}/{n}" for t, (p, n, _s) in sorted(r.per_target.items()))
         out.print(f"{r.run_id:28} {r.started:26} {per}", markup=False, highlight=False)

@@ -15,7 +15,7 @@ from harness.cli._common import console, out
 
 if TYPE_CHECKING:
     from harness.model import Run
-    from harness.report.types import Comparison
+    from harness.records import Comparison
 
 #: Changes within the noise listed in the terminal before the rest is only counted (--show-noise: all).
 NOISE_SHOWN = 10
@@ -77,8 +77,8 @@ class Progress:
 
 def summary(run: Run, wall: float) -> None:
     """The table printed at the end of a run: one row per cell, then the triage counts and the wall time."""
+    from harness.compare import cell_slowdown
     from harness.model import Status
-    from harness.report.compare import cell_slowdown
     from harness.triage import counts_text, triage_counts
 
     out.print(f"\n{'target':32} {'suite':14} {'verdict':13} {'passed':>9} {'bad':>4} {'wall':>8} {'slowdown':>9}")

@@ -40,11 +40,9 @@ MAX_DOWNLOAD = 256 << 20
 
 
 def deps_cache() -> Path:
-    from harness.images.cache import cache_root
+    from harness.paths import deps_dir
 
-    d = cache_root() / "deps"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
+    return deps_dir()
 
 
 def _get(url: str, timeout: float = 60) -> bytes:

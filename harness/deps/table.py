@@ -135,7 +135,7 @@ def rich_table(report: DepsReport) -> Any:
 
 def _env() -> Any:
     """The report's own Jinja environment (autoescape, StrictUndefined, cached templates)."""
-    from harness.report.html import _env as report_env
+    from harness.htmlenv import env as report_env
 
     return report_env()
 

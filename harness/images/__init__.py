@@ -21,9 +21,9 @@ from harness.images.cache import (
     find_base,
     find_image,
     image_key,
-    images_dir,
 )
 from harness.mounts import JOURNAL, unmount_and_remove, unmount_under
+from harness.paths import images_dir
 
 __all__ = ["CachedImage", "ensure_image", "ensure_rootfs", "packages_for"]
 

@@ -1,6 +1,6 @@
 """Where images live, how they are named, and how builds are kept apart.
 
-Layout under the cache root (``$LEAPFROG_CACHE`` or the user cache directory)::
+Layout under the cache root (:func:`harness.paths.cache_root`)::
 
     images/<distro>-<release>-<arch>-<key>/
         rootfs/        the root filesystem (complete only once meta.json exists)
@@ -31,10 +31,10 @@ from pathlib import Path
 from typing import Any
 
 import filelock
-import platformdirs
 
 from harness.errors import ConfigError, ImageError
 from harness.mounts import unmount_and_remove
+from harness.paths import images_dir
 
 #: Bump when the way images are built changes, so old caches are not reused.
 #: Not bumped for harness/images/nativebuild.py (native unpacking and byte-compiling, one initramfs):
@@ -44,22 +44,6 @@ RECIPE_VERSION = 1
 
 #: Seconds to wait for another run's build of the same image: a cold emulated build fits.
 DEFAULT_LOCK_TIMEOUT = 3600.0
-
-
-def cache_root() -> Path:
-    """``$LEAPFROG_CACHE`` or the user cache directory, with symbolic links resolved.
-
-    Resolved once, here: the kernel lists mounts by their real path, so a cache
-    reached through a link (``/root -> /var/roothome``) must be compared by it.
-    """
-    env = os.environ.get("LEAPFROG_CACHE")
-    return Path(os.path.realpath(env if env else platformdirs.user_cache_dir("leapfrog")))
-
-
-def images_dir() -> Path:
-    d = cache_root() / "images"
-    d.mkdir(parents=True, exist_ok=True)
-    return Path(os.path.realpath(d))
 
 
 def lock_timeout() -> float:

@@ -91,7 +91,7 @@ def resolve(
             engine, Path(spec.path), (spec.ref, "image.ref"), key="image.path", where=where, progress=progress
         )
     if spec.url:
-        from harness.images.fetch import downloads_dir
+        from harness.paths import downloads_dir
 
         path = downloads_dir() / (spec.url.rstrip("/").rsplit("/", 1)[-1] or "download")
         if not path.is_file():

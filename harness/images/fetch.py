@@ -37,16 +37,10 @@ from pathlib import Path
 from typing import Any
 
 from harness.errors import ImageError
-from harness.images.cache import cache_root
+from harness.paths import downloads_dir
 
 CHUNK = 1 << 20
 _SHA = re.compile(r"\b([0-9a-fA-F]{64})\b")
-
-
-def downloads_dir() -> Path:
-    d = cache_root() / "downloads"
-    d.mkdir(parents=True, exist_ok=True)
-    return d
 
 
 def sha256_of(path: Path) -> str:

@@ -95,10 +95,10 @@ def _host_arch() -> str:
 
 def native_dir(release: str, mirror: str) -> Path:
     """Where the native copy for ``release`` from ``mirror`` is cached."""
-    from harness.images.cache import cache_root
+    from harness.paths import native_dir as native_root
 
     tag = hashlib.sha256(mirror.encode()).hexdigest()[:12]
-    return cache_root() / "native" / f"{release}-{_host_arch()}-{tag}"
+    return native_root() / f"{release}-{_host_arch()}-{tag}"
 
 
 def versions_from_debs(names: Sequence[str]) -> dict[str, str]:

@@ -16,10 +16,10 @@ import dataclasses
 import re
 import shlex
 
+from harness.commands import Runs
 from harness.config import check_package_names
 from harness.errors import TargetError
 from harness.model import TargetFacts
-from harness.targets.base import Target
 
 #: ``name.arch  version  repo`` rows of ``dnf list``; headers and notices are skipped.
 _ROW = re.compile(r"^(?P<name>[A-Za-z0-9_.+-]+)\.(?P<arch>noarch|riscv64|x86_64|aarch64|src)\s+\S+\s+\S+")
@@ -68,8 +68,11 @@ class Provisioned:
     log: str = ""
 
 
-def provision(target: Target, packages: list[str], *, timeout: float = 1800) -> Provisioned:
-    """Install ``packages`` in a started openEuler target with dnf; report what it lacks."""
+def provision(target: Runs, packages: list[str], *, timeout: float = 1800) -> Provisioned:
+    """Install ``packages`` in a started openEuler target with dnf; report what it lacks.
+
+    ``target`` is any started :class:`harness.targets.base.Target` (only its name and ``run()`` are used).
+    """
     if not packages:
         return Provisioned([], [], [])
     # Checked when suite.toml is read, and again here: a name starting with "-" would be an option.

@@ -72,7 +72,7 @@ def render_all(run: Run, out: Path, **html_options: Any) -> list[Path]:
 
 def _triage(run: Run, out: Path) -> None:
     """Triage every case (a pure function of the run); keep ``out/results.json`` in step when it changed."""
-    from harness.triage import apply_triage  # not at the top: harness.triage imports harness.report.compare
+    from harness.triage import apply_triage
 
     if apply_triage(run) and (out / "results.json").is_file():
         tmp = out / "results.json.tmp"

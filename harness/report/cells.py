@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Final, NamedTuple
 
 from harness.model import CaseResult, CellResult, Status
+from harness.records import CaseChange
 from harness.report.changes import CHANGE_ORDER, ChangeMark, mark
 from harness.report.text import clean, metric_pairs, ratio, seconds, slug, split_issue
-from harness.report.types import CaseChange
 
 #: Characters of a cell's pytest log shown.
 MAX_LOG: Final = 20_000

@@ -6,8 +6,8 @@ import dataclasses
 from collections.abc import Callable
 from typing import Final
 
+from harness.records import CaseChange, Comparison
 from harness.report.text import clean, ratio
-from harness.report.types import CaseChange, Comparison
 
 #: Rows per kind of change listed on the index page.
 MAX_CHANGES_SHOWN: Final = 200

@@ -22,7 +22,7 @@ from markupsafe import Markup
 from pygal.style import Style  # type: ignore[import-untyped]
 
 from harness.model import Run, Status
-from harness.report.types import RunSummary
+from harness.records import RunSummary
 from harness.report.view import PALETTE, clean, number, percentile_groups, short_time, target_colors
 
 #: Latency charts on one page; more groups are listed, not drawn.

@@ -5,7 +5,7 @@ forbids fetching or running anything, so the folder works from a file or any
 static host.  Charts are inline SVG drawn by pygal on the host.
 
 Rendered with Jinja2 from templates inside the package, autoescape on and
-``StrictUndefined``: everything from a target (names, messages, output,
+``StrictUndefined`` (:mod:`harness.htmlenv`): everything from a target (names, messages, output,
 metrics, facts) is untrusted, cleaned of control characters in
 :mod:`harness.report.view` and escaped by the templates, never marked safe.
 
@@ -17,20 +17,15 @@ bounded whatever the run's size, and each cell gets pages of
 
 from __future__ import annotations
 
-import contextlib
-import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Final
 
-import jinja2
-import jinja2.bccache
-
-from harness.images.cache import cache_root
+from harness.htmlenv import env as _env
 from harness.model import Metric, Run
+from harness.records import Comparison, RunSummary
 from harness.report import charts as _charts
 from harness.report import project_deps
-from harness.report.types import Comparison, RunSummary
 from harness.report.view import Report, build, change_kinds, target_colors, triage_view
 
 #: Cases a run may have and still be shown on one page.
@@ -38,45 +33,6 @@ INLINE_MAX_CASES: Final = 2000
 #: Cases per cell page when cells have pages of their own.
 PAGE_SIZE: Final = 1000
 CELLS_DIR: Final = "cells"
-
-
-class _TemplateCache(jinja2.FileSystemBytecodeCache):
-    """Compiled templates kept in the user cache (a third of a second per run).
-
-    Keyed by the template's source checksum and Python's magic number, so an
-    edited template or another interpreter never reuses a stale entry; a cache
-    that cannot be written costs only the compile.
-    """
-
-    def load_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        with contextlib.suppress(OSError, EOFError, ValueError):
-            super().load_bytecode(bucket)
-
-    def dump_bytecode(self, bucket: jinja2.bccache.Bucket) -> None:
-        with contextlib.suppress(OSError):
-            super().dump_bytecode(bucket)
-
-
-def _bytecode_cache() -> jinja2.BytecodeCache | None:
-    folder = cache_root() / "templates"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return _TemplateCache(str(folder))
-
-
-@functools.cache
-def _env() -> jinja2.Environment:
-    return jinja2.Environment(
-        loader=jinja2.PackageLoader("harness.report", "templates"),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        auto_reload=False,
-        bytecode_cache=_bytecode_cache(),
-    )
 
 
 def _chart_context(run: Run, report: Report) -> dict[str, Any]:

@@ -13,7 +13,8 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from harness.model import ProjectDeps, Run, clean_deps_column
+from harness.model import Run
+from harness.model_deps import ProjectDeps, clean_deps_column
 from harness.report.view import clean, slug
 
 if TYPE_CHECKING:

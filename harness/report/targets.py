@@ -6,9 +6,9 @@ import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final
 
+from harness.compare import geometric_mean
 from harness.model import Run, TargetInfo, Verdict
 from harness.report.cells import CellView
-from harness.report.compare import geometric_mean
 from harness.report.text import clean, ratio, seconds
 
 #: Colours of targets in charts and legends (Tableau 10, readable on white).

@@ -24,7 +24,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable, Mapping
 
+from harness.compare import case_slowdowns, cell_slowdown
 from harness.model import Metric, Run, Status
+from harness.records import Comparison, RunSummary
 from harness.report.cells import (
     GROUP_TITLES,
     GROUPS,
@@ -48,7 +50,6 @@ from harness.report.changes import (
     kind_class,
     metric_case,
 )
-from harness.report.compare import case_slowdowns, cell_slowdown
 from harness.report.failures import (
     MAX_FAILURES_SHOWN,
     MAX_TRIAGE_SHOWN,
@@ -72,7 +73,6 @@ from harness.report.text import (
     slug,
     split_issue,
 )
-from harness.report.types import Comparison, RunSummary
 
 __all__ = [
     "CHANGE_ORDER",

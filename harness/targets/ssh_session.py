@@ -29,6 +29,7 @@ import paramiko
 
 from harness.errors import TargetError
 from harness.kinds import SshOptions
+from harness.paths import default_known_hosts
 from harness.targets._common import GET_LIMIT
 from harness.targets._proc import BoundedBuffer
 from harness.targets.base import Completed
@@ -88,7 +89,7 @@ class SshSession:
 
     @property
     def known_hosts(self) -> Path:
-        return Path(self.options.known_hosts or "~/.ssh/known_hosts").expanduser()
+        return Path(self.options.known_hosts).expanduser() if self.options.known_hosts else default_known_hosts()
 
     def connect_once(self, *, quiet: bool = False) -> None:
         """Open the connection; raise paramiko's or the socket's own exception on failure.

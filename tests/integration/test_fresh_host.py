@@ -32,7 +32,7 @@ import filelock
 import pytest
 
 from harness import mounts
-from harness.images.cache import cache_root
+from harness.paths import cache_root
 from tests.integration.conftest import ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.chroot]

@@ -14,9 +14,10 @@ from click.testing import CliRunner
 
 from harness import history
 from harness.cli import main
+from harness.compare import diff, regressions
 from harness.model import CaseResult, CellResult, Metric, Run, Status, TargetInfo, Verdict
+from harness.records import Rules, Snapshot, Spread
 from harness.report import render_html
-from harness.report.compare import Rules, Snapshot, Spread, diff, regressions
 
 TLS = "test_ssl.py::test_tls_rejects_wrong_hostname"
 SHA = "test_hash_compress.py::test_sha256_million_a"
@@ -207,7 +208,7 @@ def test_compare_cli_prints_the_test_that_decided(tmp_path: Path) -> None:
 
 def test_the_terminal_lists_the_first_noise_changes_then_counts_the_rest(capsys: pytest.CaptureFixture[str]) -> None:
     from harness.cli import show
-    from harness.report.types import CaseChange, Comparison
+    from harness.records import CaseChange, Comparison
 
     changes = [
         CaseChange("rv", "upstream", f"t.py::test_{i}", "noise", "0.1s", "0.12s", 1.2, "+20 ms < 50 ms floor")

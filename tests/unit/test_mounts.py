@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from harness import mounts
-from harness.images.cache import cache_root, images_dir
+from harness.paths import cache_root, images_dir
 
 FAKE = textwrap.dedent(
     """\

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from packaging.requirements import Requirement
 
-from harness import deps, model, project
+from harness import deps, model_deps, project
 from harness.config import ImageSpec, SuiteConfig, TargetConfig, load_project
 from harness.model import Verdict
 from harness.plan import Plan, PlannedCell
@@ -218,5 +218,5 @@ def test_plan_gives_each_projects_dependency_table_for_results_json(
     assert (rv["distro"], rv["arch"], rv["index"]["url"]) == ("debian", "riscv64", index.url)
     (numpy,) = rv["requirements"]
     assert (numpy["choice"], numpy["offers"][0]["package"]) == ("distro", "python3-numpy")
-    assert rv == model.clean_deps_column(rv)  # already in the shape results.json reads back
-    assert (model.ProjectDeps.from_dict(table.to_dict()) or table).targets == table.targets
+    assert rv == model_deps.clean_deps_column(rv)  # already in the shape results.json reads back
+    assert (model_deps.ProjectDeps.from_dict(table.to_dict()) or table).targets == table.targets

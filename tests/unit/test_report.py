@@ -9,9 +9,9 @@ from pathlib import Path
 import junitparser
 import pytest
 
+from harness.compare import cell_slowdown
 from harness.model import CaseResult, CellResult, Run, Status, TargetFacts, TargetInfo, Verdict
 from harness.report import load_run, render_all
-from harness.report.compare import cell_slowdown
 
 EVIL = '<script>alert("x")</script> ]]> \x00\x1b[0m \udcff'
 

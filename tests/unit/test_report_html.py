@@ -10,21 +10,11 @@ from typing import Any
 
 import pytest
 
-from harness.model import (
-    MAX_DEPS_ITEMS,
-    MAX_DEPS_TEXT,
-    CaseResult,
-    CellResult,
-    ProjectDeps,
-    Run,
-    Status,
-    TargetFacts,
-    TargetInfo,
-    Verdict,
-)
+from harness.model import CaseResult, CellResult, Run, Status, TargetFacts, TargetInfo, Verdict
+from harness.model_deps import MAX_DEPS_ITEMS, MAX_DEPS_TEXT, ProjectDeps
+from harness.records import RunSummary
 from harness.report import render_all
 from harness.report.html import render_html
-from harness.report.types import RunSummary
 from harness.report.view import clean, metric_pairs, percentile_groups, split_issue
 from tests.report_sample import (
     EVIL,
