@@ -179,3 +179,25 @@ def test_mmdebstrap_argv_refuses_option_like_names_and_ends_options_before_posit
         mmdebstrap_argv("--hook-dir=/x", "riscv64", mirror, ["python3"], tmp_path)
     with pytest.raises(ConfigError, match='key "packages"'):
         mmdebstrap_argv("trixie", "riscv64", mirror, ["python3", "-x"], tmp_path)
+
+
+def test_a_broken_target_file_breaks_only_what_uses_it(tmp_path: Path, project_root: Path, write_suite) -> None:  # type: ignore[no-untyped-def]
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    write(tmp_path, "targets/native.toml", 'kind = "native"\n')
+    write(tmp_path, "targets/broken.toml", 'kind = "native"\nfoo = 1\n')
+    p = load_project(targets_dir=tmp_path / "targets", suites_dir=project_root / "suites")
+    assert [t.kind for t in p.pick_targets(["native"])] == ["native"]
+    with pytest.raises(ConfigError, match=r'broken\.toml: unknown key "foo"'):
+        p.pick_targets(["broken"])
+    # Through the CLI: a run of the good target works; listing every target reports the broken one.
+    write_suite("mini", {"test_m.py": "def test_a():\n    pass\n"})
+    run = CliRunner().invoke(
+        main, ["--root", str(tmp_path), "run", "-t", "native", "-s", "mini", "--out", str(tmp_path / "out")]
+    )
+    assert run.exit_code == 0, run.output
+    listed = CliRunner().invoke(main, ["--root", str(tmp_path), "list", "targets"])
+    assert listed.exit_code == 2
+    assert "broken.toml" in listed.output
