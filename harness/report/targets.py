@@ -50,6 +50,19 @@ class TargetView:
     extra: list[tuple[str, str]]
 
 
+#: Facts of ``extra`` shown in a target's main table (what the AI stack does with vectors,
+#: :func:`harness.probe.facts.vector_facts`), with their labels; the rest of ``extra`` is under "more facts".
+VECTOR_FACTS: Final = (
+    ("numpy_blas", "BLAS numpy was built with"),
+    ("blas_runtime", "BLAS at run time"),
+    ("blas_library", "BLAS library loaded"),
+    ("numpy_simd", "numpy SIMD"),
+    ("threadpoolctl", "threadpoolctl"),
+    ("vector_facts_error", "vector facts"),
+)
+_VECTOR_KEYS: Final = frozenset(k for k, _ in VECTOR_FACTS)
+
+
 def _facts(t: TargetInfo) -> tuple[list[tuple[str, str]], list[str], list[tuple[str, str]], list[tuple[str, str]]]:
     f = t.facts
     if f is None:
@@ -66,11 +79,12 @@ def _facts(t: TargetInfo) -> tuple[list[tuple[str, str]], list[str], list[tuple[
         ("kernel", f.kernel),
         ("libc", f.libc),
         ("Python", f.python),
+        *((label, f.extra.get(key, "")) for key, label in VECTOR_FACTS),
     ]
     facts = [(k, clean(str(v), 500)) for k, v in rows if v]
     extensions = [clean(str(e), 100) for e in f.extensions]
     packages = [(clean(str(k), 200), clean(str(v), 200)) for k, v in sorted(f.packages.items())]
-    extra = [(clean(str(k), 200), clean(str(v), 500)) for k, v in sorted(f.extra.items())]
+    extra = [(clean(str(k), 200), clean(str(v), 500)) for k, v in sorted(f.extra.items()) if k not in _VECTOR_KEYS]
     return facts, extensions, packages, extra
 
 

@@ -59,6 +59,7 @@ from harness.report.failures import (
     failures_to_look_at,
     triage_of,
 )
+from harness.report.profiles import ProfileGroup, profile_groups
 from harness.report.targets import PALETTE, TargetView, target_colors, target_views, verdict_counts
 from harness.report.text import (
     MAX_TEXT,
@@ -92,6 +93,7 @@ __all__ = [
     "ChangeMark",
     "ChangeRow",
     "FailureRow",
+    "ProfileGroup",
     "Report",
     "Section",
     "TargetView",
@@ -105,6 +107,7 @@ __all__ = [
     "metric_pairs",
     "number",
     "percentile_groups",
+    "profile_groups",
     "ratio",
     "seconds",
     "short_time",
@@ -149,6 +152,16 @@ class Report:
     slowdowns: dict[tuple[str, str], float]  # (target, suite) -> cell slowdown against the baseline
     page_size: int = 0  # rows per cell page; 0: every cell inline in index.html
     triage: TriageView | None = None  # set by triage_view() once rows are placed
+    _profiles: list[ProfileGroup] | None = None
+
+    def profiles(self) -> list[ProfileGroup]:
+        """The profile comparison (:mod:`harness.report.profiles`), its cases linked to their rows; computed once.
+
+        Called by the template, so the links follow the pages :meth:`paginate` made.
+        """
+        if self._profiles is None:
+            self._profiles = profile_groups(self.run, self.case_href)
+        return self._profiles
 
     @property
     def split(self) -> bool:

@@ -15,6 +15,7 @@ import pytest
 
 from harness.model import CaseResult, Status
 from harness.report.html import render_html
+from tests.profile_sample import RVA20, RVA23, profile_run
 from tests.report_sample import (
     EVIL,
     hostile_comparison,
@@ -185,3 +186,36 @@ def test_cell_pages_navigate(browser: BrowserContext, tmp_path: Path) -> None:
     assert w.page.url.endswith("index.html#matrix")
     w.assert_quiet()
     w.page.close()
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_profile_comparison_in_the_browser(browser: BrowserContext, tmp_path: Path, width: int) -> None:
+    """One image under rva20 and rva23: the section is listed, names both, and a status links to its case."""
+    render_html(profile_run(), tmp_path)
+    w = open_page(browser, width)
+    w.open(tmp_path / "index.html")
+    page = w.page
+    section = page.locator("section.profile-group")
+    assert section.count() == 1
+    page.locator('nav a[href="#profiles"]').click()
+    assert page.locator("#profiles").is_visible()
+    assert section.locator("table.profiles tbody tr").count() == 2
+    assert section.get_by_text(RVA20, exact=True).first.is_visible()
+    assert section.get_by_text(RVA23, exact=True).first.is_visible()
+    speed = section.locator("table.profile-speed tbody tr")
+    assert speed.count() == 1
+    assert f"{RVA20} ×2.00 over {RVA23}" in speed.inner_text()
+    assert section.locator("table.profile-outcomes tbody tr").count() == 2
+    assert section.locator("table.profile-metrics tbody tr").count() == 2
+    # The page never scrolls sideways, on a phone either; wide tables scroll in their own box.
+    assert page.evaluate("document.documentElement.scrollWidth - window.innerWidth") <= 1
+    ARTIFACTS.mkdir(exist_ok=True)
+    section.screenshot(path=str(ARTIFACTS / f"report-profiles-{width}.png"))
+    # The failed status on rva23 links to that case's row in its cell.
+    section.locator("table.profile-outcomes a:has(.s-failed)").click()
+    target = page.evaluate("location.hash")
+    assert target.startswith("#")
+    assert page.locator(f"tr[id='{target[1:]}']").is_visible()
+    assert "test_fft.py::test_rfft" in page.locator(f"tr[id='{target[1:]}']").inner_text()
+    w.assert_quiet()
+    page.close()

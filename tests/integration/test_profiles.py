@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -20,7 +21,7 @@ from harness.config import load_project
 from harness.images import CachedImage
 from harness.targets import make_target
 from harness.targets.chroot import ChrootTarget
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import ROOT, leapfrog
 
 pytestmark = pytest.mark.chroot
 
@@ -80,3 +81,30 @@ def test_a_profile_target_shows_its_extensions_and_so_do_its_children(
     # A child started with an empty environment loses QEMU_CPU but still runs on QEMU 10 (hwprobe answers).
     assert out["empty_env"]["extra"]["isa_source"] == "hwprobe"
     print(name, "empty-env child:", out["empty_env"]["isa"])
+
+
+def test_a_run_on_two_profiles_compares_them_in_the_report(debian_image: CachedImage, tmp_path: Path) -> None:
+    """platform on rva20 and rva23 (about a minute): the report's profile section names both, and the facts
+    say what numpy does with vectors on each (the image's numpy finds RVV on rva23 only)."""
+    out = tmp_path / "report"
+    rva20, rva23 = "debian-trixie-riscv64-rva20", "debian-trixie-riscv64-rva23"
+    done = leapfrog("run", "-t", f"{rva20},{rva23}", "-s", "platform", "-o", str(out), "--no-history")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    html = (out / "index.html").read_text()
+    section = html[html.index('<h2 id="profiles">') : html.index('<h2 id="targets">')]
+    assert f"Image <code>{debian_image.path.name}</code> on 2 CPU models" in section
+    assert rva20 in section
+    assert rva23 in section
+    assert '<td data-l="suite">platform</td>' in section  # the speed row of the suite
+    assert "vlen_bits" in section  # 0 on rva20, 128 on rva23
+
+    run = json.loads((out / "results.json").read_text())
+    extra = {t["name"]: t["facts"]["extra"] for t in run["targets"]}
+    for name in (rva20, rva23):
+        assert extra[name]["numpy_blas"], extra[name]
+        assert extra[name]["blas_library"], extra[name]
+        assert extra[name]["blas_runtime"], extra[name]
+        assert "vector_facts_error" not in extra[name]
+    assert extra[rva20]["numpy_simd"] == "not found RVV"
+    assert extra[rva23]["numpy_simd"] == "found RVV"
+    assert "BLAS at run time" in html  # shown in the target table too
