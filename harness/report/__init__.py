@@ -15,6 +15,7 @@ from harness.model import Run
 from harness.report.html import render_html
 from harness.report.junit import junit_filename, write_junit
 from harness.results import load_run  # re-exported: it lives beside the results writer
+from harness.triage import apply_triage
 
 __all__ = ["ReportError", "load_run", "render_all", "render_html", "write_junit"]
 
@@ -72,8 +73,6 @@ def render_all(run: Run, out: Path, **html_options: Any) -> list[Path]:
 
 def _triage(run: Run, out: Path) -> None:
     """Triage every case (a pure function of the run); keep ``out/results.json`` in step when it changed."""
-    from harness.triage import apply_triage
-
     if apply_triage(run) and (out / "results.json").is_file():
         tmp = out / "results.json.tmp"
         tmp.write_bytes(json.dumps(run.to_dict(), indent=1, ensure_ascii=False).encode("utf-8", "replace"))
