@@ -129,11 +129,12 @@ def _profile(t: TargetInfo) -> Profile:
 
 
 def metric_kind(name: str) -> str:
-    """The kind of a metric: "golden error" (``max_abs_err``, ``mismatches``...), "timing" (``_ms``...) or "value"."""
+    """The kind of a metric: "golden error" (``max_abs_err``, ``mismatches``...), "timing" (``_ms``, ``gflops``...) or "value"."""
     last = name.lower().rsplit(".", 1)[-1]
     if last.endswith(("_err", "_error", "mismatches", "_ulp")) or last in ("err", "error"):
         return "golden error"
-    if last.endswith(("_ms", "_us", "_ns", "_s", "_seconds", "_per_s", "_per_sec", "qps", "throughput", "latency")):
+    speed = ("_ms", "_us", "_ns", "_s", "_seconds", "_per_s", "_per_sec", "qps", "flops", "throughput", "latency")
+    if last.endswith(speed):
         return "timing"
     return "value"
 

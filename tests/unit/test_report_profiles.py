@@ -140,6 +140,7 @@ def test_metric_kinds_and_spread() -> None:
     assert prof.metric_kind("libm_worst_ulp") == "golden error"
     assert prof.metric_kind("p90_ms") == "timing"
     assert prof.metric_kind("tcp_echo_mb_per_s") == "timing"
+    assert prof.metric_kind("gflops") == "timing"
     assert prof.metric_kind("vlen_bits") == "value"
     assert prof.relative_spread([1.0, 1.0]) == 0.0
     assert prof.relative_spread([0, 0.0]) == 0.0
