@@ -226,10 +226,8 @@ def package_versions(names: list[str]) -> dict[str, str]:
 
 # --------------------------------------------------------------------------- what the AI stack does with vectors
 
-#: Characters kept of one vector fact (the report bounds them again).
-MAX_VECTOR_TEXT = 600
-#: Seconds the child that imports numpy may take.
-VECTOR_TIMEOUT = 120.0
+MAX_VECTOR_TEXT = 600  # characters kept of one vector fact (the report bounds them again)
+VECTOR_TIMEOUT = 120.0  # seconds the child that imports numpy may take
 #: Words in a loaded library's file name that make it a BLAS.
 BLAS_WORDS = ("blas", "blis", "mkl_rt", "armpl")
 #: OpenBLAS's entry points are named ``<prefix>openblas_get_config<suffix>``: plain,
@@ -245,7 +243,8 @@ def blas_libraries(maps: str) -> list[str]:
     """The shared libraries named like a BLAS in /proc/self/maps text, in load order, each once."""
     seen: list[str] = []
     for line in maps.splitlines():
-        path = line.split(None, 5)[5].strip() if len(line.split(None, 5)) == 6 else ""
+        fields = line.split(None, 5)
+        path = fields[5].strip() if len(fields) == 6 else ""
         name = path.rsplit("/", 1)[-1].lower()
         if ".so" in name and any(w in name for w in BLAS_WORDS) and path not in seen:
             seen.append(path)
@@ -271,9 +270,7 @@ def openblas_runtime(path: str) -> str:
             core.restype = ctypes.c_char_p
             text += "; core %s" % (core() or b"").decode("utf-8", "replace")
         threads = getattr(lib, "%sopenblas_get_num_threads%s" % (prefix, suffix), None)
-        if threads is not None:
-            threads.restype = ctypes.c_int
-            text += "; %d threads" % threads()
+        text += "; %d threads" % threads() if threads is not None else ""
         return _text(text)
     return ""
 
@@ -319,11 +316,9 @@ def vector_stack() -> dict[str, str]:
 
     with contextlib.suppress(TypeError):  # numpy < 1.26: no mode argument
         out.update(numpy_build(numpy.show_config(mode="dicts")))
-    try:
-        with open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
-            libraries = blas_libraries(f.read())
-    except OSError:
-        libraries = []
+    libraries = []
+    with contextlib.suppress(OSError), open("/proc/self/maps", encoding="utf-8", errors="replace") as f:
+        libraries = blas_libraries(f.read())
     if libraries:
         out["blas_library"] = _text(", ".join(libraries))
         runtime = [r for r in map(openblas_runtime, libraries) if r]
@@ -398,7 +393,6 @@ def finish_vector_facts(child: tuple[int, int] | None, timeout: float = VECTOR_T
 
 
 def vector_facts(timeout: float = VECTOR_TIMEOUT) -> dict[str, str]:
-    """:func:`vector_stack` in a forked child: {} without numpy; ``vector_facts_error`` when the child failed."""
     return finish_vector_facts(start_vector_facts(), timeout)
 
 

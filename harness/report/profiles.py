@@ -129,7 +129,7 @@ def _profile(t: TargetInfo) -> Profile:
 
 
 def metric_kind(name: str) -> str:
-    """The kind of a metric: "golden error" (``max_abs_err``, ``mismatches``...), "timing" (``_ms``, ``gflops``...) or "value"."""
+    """A metric's kind: "golden error" (``max_abs_err``, ``mismatches``), "timing" (``_ms``, ``gflops``), or "value"."""
     last = name.lower().rsplit(".", 1)[-1]
     if last.endswith(("_err", "_error", "mismatches", "_ulp")) or last in ("err", "error"):
         return "golden error"
