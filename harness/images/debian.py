@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -14,6 +13,7 @@ from pathlib import Path
 from harness.errors import ImageError
 from harness.hostreq import install_hint
 from harness.images import buildrun, nativebuild
+from harness.images.native_copy import host_debian_arch
 
 #: Always in a Debian image: what the probe and pytest need.
 BASE_PACKAGES = ["python3", "python3-pytest", "ca-certificates"]
@@ -141,16 +141,6 @@ def build_rootfs(
         )
     phases = clock.finish(time.monotonic())
     return {"native tools": fetched, **phases} if native is not None else phases
-
-
-#: Debian's names for the machines Python reports.
-_DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64el", "i686": "i386", "armv7l": "armhf"}
-
-
-def host_debian_arch() -> str:
-    """This host's Debian architecture name (amd64 on x86_64): building any other needs arch-test and qemu."""
-    machine = platform.machine()
-    return _DEBIAN_ARCH.get(machine, machine)
 
 
 def _chroot_mounts(root: Path) -> list[list[str]]:

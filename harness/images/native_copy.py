@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import platform
 import re
 import shlex
 import shutil
@@ -87,9 +88,17 @@ class Native:
         return [f"{at}/{ld}", "--library-path", f"{at}/{ld.parent}", f"{at}/{program}"]
 
 
-def _host_arch() -> str:
-    from harness.images.debian import host_debian_arch
+#: Debian's names for the machines Python reports.
+_DEBIAN_ARCH = {"x86_64": "amd64", "aarch64": "arm64", "ppc64le": "ppc64el", "i686": "i386", "armv7l": "armhf"}
 
+
+def host_debian_arch() -> str:
+    """This host's Debian architecture name (amd64 on x86_64): building any other needs arch-test and qemu."""
+    machine = platform.machine()
+    return _DEBIAN_ARCH.get(machine, machine)
+
+
+def _host_arch() -> str:
     return host_debian_arch()
 
 

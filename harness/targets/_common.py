@@ -1,45 +1,13 @@
-"""Helpers shared by backends: facts through the probe, and the one rule for copying back (``get()``)."""
+"""The one rule every backend follows for copying back (``get()``)."""
 
 from __future__ import annotations
 
-import json
 import os
 import stat
 import tarfile
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from harness.errors import TargetError
-from harness.model import TargetFacts
-from harness.probe import FACTS_FILE
-
-if TYPE_CHECKING:
-    from harness.targets.base import Target
-
-
-def probe_facts(target: Target, packages: list[str] | None = None, *, timeout: float = 120) -> TargetFacts:
-    """Run ``facts.py`` with the target's Python and parse its JSON."""
-    tmp = target.run(["mktemp", "-d"], timeout=60)
-    if not tmp.ok:
-        raise TargetError(f"target {target.name}: mktemp failed: {tmp.stderr.strip()[:500]}")
-    remote = tmp.stdout.strip() + "/facts.py"
-    target.put(FACTS_FILE, remote)
-    names = target.key_packages if packages is None else packages
-    done = target.run([target.config.python, remote, *names], timeout=timeout)
-    target.run(["rm", "-rf", tmp.stdout.strip()], timeout=60)
-    if not done.ok:
-        raise TargetError(
-            f'target {target.name}: could not run "{target.config.python}" to read its facts '
-            f"(exit {done.exit_code}, signal {done.signal}): {done.stderr.strip()[-1000:]}"
-        )
-    try:
-        data = json.loads(done.stdout.strip().splitlines()[-1])
-    except (ValueError, IndexError, RecursionError) as e:  # RecursionError: "[[[[..." deeper than the parser goes
-        raise TargetError(f"target {target.name}: facts script printed no JSON: {done.stdout[:500]!r}") from e
-    facts = TargetFacts.from_dict(data)
-    facts.emulation = target.emulation
-    return facts
-
 
 # --------------------------------------------------------------------------- copying back (get)
 #

@@ -26,17 +26,19 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.errors import TargetError
 from harness.kinds import BaseOptions
-from harness.targets._common import GET_LIMIT, probe_facts
+from harness.model import TargetFacts
+from harness.probe import FACTS_FILE
+from harness.targets._common import GET_LIMIT
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
-    from harness.model import TargetFacts
 
 #: Bound on captured stdout/stderr kept per command (bytes, each stream).
 OUTPUT_LIMIT = 1 << 20
@@ -167,7 +169,7 @@ class Target(abc.ABC):
         """Arch, ISA string, os-release, kernel, libc, python of the target.
 
         By default the probe's ``facts.py`` runs on the target's Python
-        (:func:`~harness.targets._common.probe_facts`), then
+        (:func:`probe_facts`), then
         :meth:`enrich_facts` adds what only the host knows.
         """
         return self.enrich_facts(probe_facts(self))
@@ -236,3 +238,27 @@ class Target(abc.ABC):
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def probe_facts(target: Target, packages: list[str] | None = None, *, timeout: float = 120) -> TargetFacts:
+    """Run ``facts.py`` with the target's Python and parse its JSON."""
+    tmp = target.run(["mktemp", "-d"], timeout=60)
+    if not tmp.ok:
+        raise TargetError(f"target {target.name}: mktemp failed: {tmp.stderr.strip()[:500]}")
+    remote = tmp.stdout.strip() + "/facts.py"
+    target.put(FACTS_FILE, remote)
+    names = target.key_packages if packages is None else packages
+    done = target.run([target.config.python, remote, *names], timeout=timeout)
+    target.run(["rm", "-rf", tmp.stdout.strip()], timeout=60)
+    if not done.ok:
+        raise TargetError(
+            f'target {target.name}: could not run "{target.config.python}" to read its facts '
+            f"(exit {done.exit_code}, signal {done.signal}): {done.stderr.strip()[-1000:]}"
+        )
+    try:
+        data = json.loads(done.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError, RecursionError) as e:  # RecursionError: "[[[[..." deeper than the parser goes
+        raise TargetError(f"target {target.name}: facts script printed no JSON: {done.stdout[:500]!r}") from e
+    facts = TargetFacts.from_dict(data)
+    facts.emulation = target.emulation
+    return facts

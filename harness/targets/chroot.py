@@ -44,9 +44,9 @@ from harness.kinds import ChrootOptions
 from harness.model import TargetFacts
 from harness.mounts import mounts_under
 from harness.paths import runs_dir
-from harness.targets._common import GET_LIMIT, copy_out, probe_facts
+from harness.targets._common import GET_LIMIT, copy_out
 from harness.targets._proc import run_process
-from harness.targets.base import Completed, Target
+from harness.targets.base import Completed, Target, probe_facts
 from harness.targets.chroot_files import open_dir, put_dir, put_file
 from harness.targets.chroot_workdir import cleanup_stale, kill_rooted, make_workdir, pids_rooted_at
 from harness.userland import command_env, emulated_facts, qemu_version

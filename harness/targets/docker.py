@@ -79,8 +79,8 @@ from harness.errors import TargetError
 from harness.images.docker_archive import NAME_UNSAFE, SLEEPER
 from harness.kinds import DockerOptions
 from harness.model import TargetFacts
-from harness.targets._common import GET_LIMIT, probe_facts
-from harness.targets.base import Completed, Target
+from harness.targets._common import GET_LIMIT
+from harness.targets.base import Completed, Target, probe_facts
 from harness.targets.docker_engine import Engine, owner_labels
 from harness.targets.docker_exec import ContainerExec, remote_path
 from harness.userland import command_env, emulated_facts, qemu_version

@@ -11,8 +11,8 @@ from __future__ import annotations
 import abc
 from typing import TYPE_CHECKING
 
-from harness.targets._common import GET_LIMIT, probe_facts
-from harness.targets.base import Completed, Target
+from harness.targets._common import GET_LIMIT
+from harness.targets.base import Completed, Target, probe_facts
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -97,12 +97,6 @@ PENDING: set[str] = {
     # the vector-facts work (commit 4f358b8, outside issue 15's helpers) took it to 457 lines: split it by job
     # (CPU and ISA facts, vector facts), keeping it stdlib-only.
     "harness/probe/facts.py",
-    # contract helper: _common.py names Target only for typing (TYPE_CHECKING) while base.py imports _common;
-    # _common could take harness.commands.Runs, or the helpers move into base.py.
-    "harness.targets._common -> harness.targets.base",
-    # big-files helper: native_copy asks debian for the host's Debian arch while debian imports nativebuild,
-    # which imports native_copy; host_debian_arch could move to native_copy or buildrun.
-    "harness.images.native_copy -> harness.images.debian",
 }
 
 
