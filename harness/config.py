@@ -91,6 +91,12 @@ class ImageSpec:
     #: No "sha256" known: take it from "<url>.sha256sum" on the same mirror at the first
     #: fetch, record it, and hold every later fetch to it (trust on first use).
     trust_sha256sum: bool = False
+    #: openEuler built with dnf: the ISA profile repository, everything/riscv64/<profile>/ (rva20, rva23).
+    profile: str = ""
+    #: openEuler built with dnf: the repository's signing key (https://, http:// or file:// URL) ...
+    gpgkey: str = ""
+    #: ... which dnf checks every package against; false only for an unsigned repository (a local stand-in).
+    gpgcheck: bool = True
 
     def __post_init__(self) -> None:
         check_release(self.release)
@@ -101,6 +107,49 @@ class ImageSpec:
         check_package_names(self.packages, self.distro, "image.packages")
         if self.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
             raise ConfigError(f'key "image.sha256" must be 64 hexadecimal digits (a SHA-256), not {self.sha256!r}.')
+        _check_dnf_keys(self)
+
+
+#: openEuler's riscv64 ISA profile repositories (24.03-LTS-SP3: everything/riscv64/rva20/ and rva23/).
+OPENEULER_PROFILES = ("rva20", "rva23")
+
+
+def _check_dnf_keys(spec: ImageSpec) -> None:
+    """The keys of an openEuler image built with dnf (profile, mirror, gpgkey, gpgcheck), checked together."""
+    if spec.profile and spec.profile not in OPENEULER_PROFILES:
+        raise ConfigError(
+            f'key "image.profile" is {spec.profile!r}{suggest(spec.profile, OPENEULER_PROFILES)}; expected one of: '
+            f"{', '.join(OPENEULER_PROFILES)} (openEuler 24.03-LTS-SP3's repository everything/riscv64/<profile>/)."
+        )
+    if spec.gpgkey and (not re.match(r"(https?|file)://[^\s]+\Z", spec.gpgkey)):
+        raise ConfigError(
+            f'key "image.gpgkey" is {spec.gpgkey!r}; give the signing key as a https://, http:// or file:// URL.'
+        )
+    if spec.distro != "openeuler" or spec.source != "build":
+        if spec.profile or spec.gpgkey:
+            key = "image.profile" if spec.profile else "image.gpgkey"
+            raise ConfigError(
+                f'key "{key}" applies only to openEuler images leapfrog builds with dnf '
+                '(distro = "openeuler", source = "build"); remove it.'
+            )
+        return
+    if not spec.profile:
+        raise ConfigError(
+            'an openEuler image built with dnf (distro = "openeuler", source = "build") needs key "image.profile": '
+            f"one of {', '.join(OPENEULER_PROFILES)}."
+        )
+    if spec.mirror == ImageSpec.mirror or not re.match(r"(https?|file)://", spec.mirror):
+        raise ConfigError(
+            f'key "image.mirror" is {spec.mirror!r}; an openEuler image built with dnf needs the URL of an openEuler '
+            "repository root holding openEuler-<release>/everything/riscv64/<profile>/riscv64/, like "
+            '"https://repo.openeuler.org".'
+        )
+    if spec.gpgcheck and not spec.gpgkey:
+        raise ConfigError(
+            'openEuler\'s repositories are signed, so key "image.gpgkey" must name the signing key dnf checks '
+            'packages with (like "file:///etc/pki/rpm-gpg/RPM-GPG-KEY-openEuler", or the RPM-GPG-KEY-openEuler '
+            "beside the repository); for an unsigned repository (a local stand-in) set image.gpgcheck = false."
+        )
 
 
 # --------------------------------------------------------------------------- targets

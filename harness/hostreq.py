@@ -15,7 +15,9 @@ mmdebstrap, enter it through qemu-user); ``full`` adds docker, qemu-system and
 what the project's own tests use (chromium).  A requirement's ``kinds`` are the
 target kinds that cannot run without it; "tests" marks what only the test tier
 needs, "deps" what ``leapfrog deps`` and ``run --project`` need, "profiles" what
-chroot targets with ``qemu = "debian-trixie"`` (the ISA profile targets) need.
+chroot targets with ``qemu = "debian-trixie"`` (the ISA profile targets) need,
+"openeuler" what building an openEuler image with dnf (``distro = "openeuler"``,
+``source = "build"``) needs.
 """
 
 from __future__ import annotations
@@ -113,6 +115,16 @@ TABLE: tuple[Requirement, ...] = (
         "fetches Debian 13's qemu-user into leapfrog's cache (private apt configuration) for profile targets",
     ),
     Requirement("dpkg-deb", "dpkg", ("profiles",), "chroot", "unpacks that qemu-user package into leapfrog's cache"),
+    Requirement(
+        "dnf",
+        "dnf",
+        ("openeuler",),
+        "chroot",
+        "builds openEuler images (dnf --installroot --forcearch riscv64, image source build)",
+    ),
+    Requirement("rpm", "rpm", ("openeuler",), "chroot", "asks an openEuler image's rpm database what dnf installed"),
+    Requirement("rpmbuild", "rpm", ("tests",), "full", "packs the stand-in RPMs of the openEuler dnf test"),
+    Requirement("createrepo_c", "createrepo-c", ("tests",), "full", "indexes that stand-in repository"),
     Requirement("chromium", "chromium", ("tests",), "full", "the report's browser test"),
     Requirement("pgrep", "procps", ("tests",), "full", "the fault tests look for leftover QEMU processes"),
 )

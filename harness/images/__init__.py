@@ -50,10 +50,14 @@ def ensure_image(
     """
     if spec.source != "build":
         raise ImageError(f'image source "{spec.source}" has no root filesystem folder to build.')
+    if spec.distro == "openeuler":
+        from harness.images import dnf_rootfs  # dnf, the way openEuler's riscv64 root filesystems are built
+
+        return dnf_rootfs.ensure_image(spec, packages, progress=progress)
     if spec.distro != "debian":
         raise ImageError(
-            f'leapfrog builds Debian images only; distro "{spec.distro}" images are supplied '
-            "(see targets/openeuler-*.toml and `leapfrog images fetch`)."
+            f'leapfrog builds Debian and openEuler images only; distro "{spec.distro}" images are supplied '
+            "(see `leapfrog images fetch`)."
         )
     pkgs = packages_for(spec, packages)
     found = find_image(spec.distro, spec.release, spec.arch, spec.mirror, pkgs)

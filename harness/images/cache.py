@@ -121,6 +121,8 @@ class ImageMeta:
     build_seconds: float = 0.0
     base: str = ""  # key of the image this one was layered on, if any
     phases: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per build phase, in order
+    #: Of ``packages``, those the repository lacks (openEuler built with dnf): their suites' cases are skipped.
+    missing: list[str] = dataclasses.field(default_factory=list)
 
     @property
     def name(self) -> str:

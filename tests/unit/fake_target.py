@@ -246,6 +246,7 @@ def fake_config(name: str = "rv", *, distro: str | None = None) -> TargetConfig:
         arch="riscv64",
         python="python3",
         env={},
-        image=ImageSpec(distro=distro) if distro else None,
+        # openEuler images are supplied (a container): leapfrog's own dnf builds need a profile and a repository.
+        image=ImageSpec(distro=distro, source="docker" if distro == "openeuler" else "build") if distro else None,
         options=NativeTarget.Options(),
     )
