@@ -2,17 +2,21 @@
 
 Usage (host Python, standard library only; run by :class:`harness.targets.chroot.ChrootTarget`)::
 
-    python3 -I qemu_enter.py ROOT INTERPRETER MOUNTPOINT -- ARGV...
+    python3 -I qemu_enter.py ROOT INTERPRETER MOUNTPOINT QEMU_DIR INSIDE -- ARGV...
 
 The command runs in a new user namespace (uids and gids mapped one to one, so
 root stays root for every file of the image) and a new mount namespace.  In
 them a binfmt_misc instance of its own (Linux >= 6.7: one instance per user
 namespace) is mounted on MOUNTPOINT and given one entry: riscv64 ELF programs
 run through INTERPRETER, opened now (flag F), so the chroot needs no copy of
-it.  Every process the command starts (``subprocess``, pytest workers, a
-shell's children) lives in the same user namespace and so runs on the same
-qemu; the host's own binfmt entry is neither read nor changed.  The CPU model
-travels in ``QEMU_CPU``, which children inherit with the environment.
+it.  INTERPRETER is the wrapper of :mod:`harness.qemu_wrapper`: it runs the
+qemu in QEMU_DIR with ``-cpu`` on its command line, so the CPU model does not
+depend on the environment.  QEMU_DIR is bound read-only on INSIDE in the root
+(in this mount namespace only; the folder INSIDE is made in the root when it
+is missing), where the wrapper finds it.  Every process the command starts
+(``subprocess``, pytest workers, a shell's children, one started with an
+empty environment) lives in the same user namespace and so runs on the same
+qemu and CPU model; the host's own binfmt entry is neither read nor changed.
 
 Exit status: the command's; 125 with a message on stderr when the namespace
 cannot be set up (the chroot backend turns that into a TargetError); 126/127
@@ -28,8 +32,13 @@ import sys
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
+MS_RDONLY = 0x1
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_SLAVE = 0x80000
+#: statvfs f_flag bits a read-only remount must keep (a user namespace may not drop them) -> their MS_ flags.
+KEPT_FLAGS = {0x2: 0x2, 0x4: 0x4, 0x8: 0x8, 0x400: 0x400, 0x800: 0x800, 0x1000: 0x200000}
 #: The full id range, mapped to itself: root in the namespace is root for every file of the image.
 ID_MAP = "0 0 4294967295"
 #: riscv64 ELF executables and shared objects (the magic and mask Debian's qemu-user registers).
@@ -41,8 +50,12 @@ PREFIX = "leapfrog qemu namespace: "
 
 
 def register_line(interpreter: str) -> str:
-    """The line written to binfmt_misc's ``register``: P keeps argv[0], O/C as Debian does, F opens it now."""
-    return f":{ENTRY}:M::{RISCV64_MAGIC}:{RISCV64_MASK}:{interpreter}:POCF"
+    """The line written to binfmt_misc's ``register``: P passes argv[0] on, F opens the interpreter now.
+
+    No O (nor C, which implies it): the kernel's descriptor of the program would
+    not survive the wrapper's ``execve``, and qemu opens the program by name.
+    """
+    return f":{ENTRY}:M::{RISCV64_MAGIC}:{RISCV64_MASK}:{interpreter}:PF"
 
 
 def _fail(msg: str) -> None:
@@ -50,7 +63,33 @@ def _fail(msg: str) -> None:
     os._exit(SETUP_FAILED)
 
 
-def _child(root: str, interpreter: str, mountpoint: str, argv: list[str], ready: int, go: int) -> None:
+def _bind_qemu(libc: ctypes.CDLL, root: str, qemu_dir: str, inside: str) -> None:
+    """Chroot to ``root`` with ``qemu_dir`` bound read-only on ``inside`` there.
+
+    The bind's source is reached through the working folder, which chroot keeps,
+    and its target is resolved inside the root: a link the target made there
+    leads nowhere outside it.
+    """
+    try:
+        kept = os.statvfs(qemu_dir).f_flag
+        os.chdir(qemu_dir)
+        os.chroot(root)
+        os.makedirs(inside, exist_ok=True)
+    except OSError as e:
+        _fail(f'chroot to "{root}" with "{qemu_dir}" on "{inside}" failed: {e}.')
+    if libc.mount(b".", inside.encode(), None, MS_BIND, None) != 0:
+        _fail(f'binding "{qemu_dir}" on "{inside}" in "{root}" failed: {os.strerror(ctypes.get_errno())}.')
+    flags = MS_BIND | MS_REMOUNT | MS_RDONLY
+    for bit, flag in KEPT_FLAGS.items():
+        flags |= flag if kept & bit else 0
+    if libc.mount(None, inside.encode(), None, flags, None) != 0:
+        _fail(f'making "{inside}" in "{root}" read-only failed: {os.strerror(ctypes.get_errno())}.')
+    os.chdir("/")
+
+
+def _child(
+    root: str, interpreter: str, mountpoint: str, qemu_dir: str, inside: str, argv: list[str], ready: int, go: int
+) -> None:
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
         _fail(
@@ -77,11 +116,7 @@ def _child(root: str, interpreter: str, mountpoint: str, argv: list[str], ready:
             f.write(register_line(interpreter))
     except OSError as e:
         _fail(f'registering "{interpreter}" with the private binfmt_misc failed: {e}.')
-    try:
-        os.chroot(root)
-        os.chdir("/")
-    except OSError as e:
-        _fail(f'chroot to "{root}" failed: {e}.')
+    _bind_qemu(libc, root, qemu_dir, inside)
     try:
         os.execvp(argv[0], argv)  # noqa: S606 - the command the target was asked to run, as an argv
     except OSError as e:
@@ -90,10 +125,10 @@ def _child(root: str, interpreter: str, mountpoint: str, argv: list[str], ready:
 
 
 def main(args: list[str]) -> int:
-    if len(args) < 5 or args[3] != "--":
-        sys.stderr.write("usage: qemu_enter.py ROOT INTERPRETER MOUNTPOINT -- ARGV...\n")
+    if len(args) < 7 or args[5] != "--":
+        sys.stderr.write("usage: qemu_enter.py ROOT INTERPRETER MOUNTPOINT QEMU_DIR INSIDE -- ARGV...\n")
         return 2
-    root, interpreter, mountpoint, argv = args[0], args[1], args[2], args[4:]
+    root, interpreter, mountpoint, qemu_dir, inside, argv = *args[:5], args[6:]
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     pid = os.fork()
@@ -101,7 +136,7 @@ def main(args: list[str]) -> int:
         os.close(ready_r)
         os.close(go_w)
         try:
-            _child(root, interpreter, mountpoint, argv, ready_w, go_r)
+            _child(root, interpreter, mountpoint, qemu_dir, inside, argv, ready_w, go_r)
         finally:
             os._exit(SETUP_FAILED)
     os.close(ready_w)

@@ -15,7 +15,10 @@ Two emulators can run a riscv64 chroot:
     unpacked with ``dpkg-deb -x``.  Nothing of the host's apt or dpkg state is
     read or written, and no host binfmt entry is added or changed: each command
     runs through :mod:`harness.qemu_enter`, in a user namespace whose private
-    binfmt_misc sends every riscv64 program (children included) to this qemu.
+    binfmt_misc sends every riscv64 program (children included) to this qemu,
+    through a wrapper (:mod:`harness.qemu_wrapper`) that puts the target's
+    ``-cpu`` on qemu's command line: a child with an emptied environment keeps
+    the CPU model.
 
 Fetch it ahead of a run (it is fetched on first use otherwise)::
 
@@ -44,6 +47,7 @@ from pathlib import Path
 
 import filelock
 
+from harness import qemu_wrapper
 from harness.errors import ConfigError, TargetError
 from harness.paths import qemu_dir
 
@@ -144,9 +148,14 @@ def cached(source: str, arch: str = "riscv64") -> Path | None:
     return binary if (d / "meta.json").is_file() and binary.is_file() else None
 
 
-def interpreter(binary: Path, arch: str = "riscv64") -> Path:
-    """The ``<arch>-binfmt-P`` name of a cached qemu: run under it, qemu keeps the program's argv[0]."""
-    return binary.parent.parent / "libexec" / "qemu-binfmt" / f"{arch}-binfmt-P"
+def cpu_interpreter(source: str, binary: Path, cpu: str) -> Path:
+    """The private binfmt entry's interpreter for ``cpu``: it runs ``binary`` with ``-cpu cpu`` (see qemu_wrapper).
+
+    ``binary`` is reached inside the root at ``qemu_wrapper.INSIDE``, where
+    :mod:`harness.qemu_enter` binds its folder; the wrapper is kept next to the
+    cached package, one per CPU model.
+    """
+    return qemu_wrapper.write(qemu_dir(source) / "wrappers", f"{qemu_wrapper.INSIDE}/{binary.name}", cpu)
 
 
 def dpkg_arch(machine: str | None = None) -> str:

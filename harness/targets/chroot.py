@@ -23,8 +23,11 @@ extensions on and off::
 binfmt entry; ``"debian-trixie"`` is Debian 13's QEMU 10, kept in leapfrog's
 cache, and every command then runs through :mod:`harness.qemu_enter` in a
 user namespace whose own binfmt_misc sends every riscv64 program, children
-included, to that qemu (the host's binfmt is not touched).  Either way the
-``cpu`` model must be one the emulator knows, or the target does not start.
+included, to that qemu with the target's ``-cpu`` on its command line (a child
+started with an emptied environment keeps the CPU model; the host's binfmt is
+not touched).  With the host's entry, the model travels in ``QEMU_CPU`` only.
+Either way the ``cpu`` model must be one the emulator knows, or the target
+does not start.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness import mounts, qemu_user
+from harness import mounts, qemu_user, qemu_wrapper
 from harness.errors import ConfigError, TargetError
 from harness.kinds import ChrootOptions
 from harness.model import TargetFacts
@@ -130,8 +133,8 @@ class ChrootTarget(Target):
                     f"{os.uname().release}. Use a newer kernel, or remove the qemu key from {self.config.file}."
                 )
             binary = qemu_user.cached(self.options.qemu) or qemu_user.fetch(self.options.qemu, progress=self.progress)
-            interp = str(qemu_user.interpreter(binary))
             qemu_user.check_cpu(str(binary), self.options.cpu, target=self.name)
+            interp = str(qemu_user.cpu_interpreter(self.options.qemu, binary, self.options.cpu))
             self._qemu = (str(binary), interp)
         elif os.uname().machine == arch:
             self._qemu = ("", "")
@@ -269,9 +272,9 @@ class ChrootTarget(Target):
         inner = ["/usr/bin/env", "-C", cwd, *argv] if cwd else argv
         outer = ["chroot", str(root), *inner]
         if self._private():
-            _, interp = self._emulator()
-            outer = [sys.executable, "-I", str(qemu_user.ENTER), str(root), interp, str(qemu_user.BINFMT_DIR), "--"]
-            outer += inner
+            binary, interp = self._emulator()
+            outer = [sys.executable, "-I", str(qemu_user.ENTER), str(root), interp, str(qemu_user.BINFMT_DIR)]
+            outer += [str(Path(binary).parent), qemu_wrapper.INSIDE, "--", *inner]
         done = run_process(
             outer,
             timeout=timeout,
@@ -373,7 +376,8 @@ class ChrootTarget(Target):
             facts.extra["qemu_binary"] = binary
             facts.extra["qemu_cpu"] = self.options.cpu or "default"
             facts.extra["qemu_binfmt"] = (
-                f"private to the target (user namespace), {interp}, flags POCF"
+                f"private to the target (user namespace), {interp} (runs qemu with -cpu {self.options.cpu or 'default'}"
+                f", whatever the environment), flags PF"
                 if self._private()
                 else f"host /proc/sys/fs/binfmt_misc/qemu-{self.config.arch}, {interp}"
             )

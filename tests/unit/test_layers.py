@@ -49,6 +49,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "harness.probe",
             "harness.qemu_user",
             "harness.qemu_enter",
+            "harness.qemu_wrapper",
             "harness.userland",
             "harness.deps",
             "harness.plan",

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from harness import qemu_enter, qemu_user
+from harness import qemu_enter, qemu_user, qemu_wrapper
 from harness.config import load_project, load_target
 from harness.errors import ConfigError, TargetError
 from harness.model import TargetFacts
+from harness.paths import qemu_dir
 from harness.targets import make_target
 from harness.targets.base import Completed
 from harness.targets.chroot import ChrootTarget
@@ -140,7 +141,7 @@ def test_an_unknown_qemu_source_is_a_config_error(tmp_path: Path) -> None:
 
 def private_target(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[ChrootTarget, Path]:
     monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path / "cache"))
-    cached = qemu_user.qemu_dir("debian-trixie")
+    cached = qemu_dir("debian-trixie")
     binary = fake_qemu(cached / "root" / "usr" / "bin", "10.0.13", QEMU10_CPUS)
     (cached / "meta.json").write_text("{}")
     monkeypatch.setattr(qemu_user, "kernel_ok", lambda release=None: True)
@@ -164,13 +165,15 @@ def test_every_command_of_a_profile_target_runs_through_the_private_binfmt(
     monkeypatch.setattr("harness.targets.chroot.run_process", fake_run)
     t.run(["python3", "-c", "pass"], timeout=10, cwd="/tmp")
     argv, env = seen[0]
-    interp = str(binary.parent.parent / "libexec" / "qemu-binfmt" / "riscv64-binfmt-P")
+    interp = argv[4]
     assert argv[1:] == [
         "-I",
         str(qemu_user.ENTER),
         str(tmp_path / "root"),
         interp,
         "/proc/sys/fs/binfmt_misc",
+        str(binary.parent),  # bound read-only in the root, where the wrapper runs it
+        qemu_wrapper.INSIDE,
         "--",
         "/usr/bin/env",
         "-C",
@@ -180,6 +183,9 @@ def test_every_command_of_a_profile_target_runs_through_the_private_binfmt(
         "pass",
     ]
     assert env["QEMU_CPU"] == "rva23u64"
+    # The interpreter is the CPU-model wrapper kept with the cached qemu, not qemu itself.
+    assert Path(interp).parent == qemu_dir("debian-trixie") / "wrappers"
+    assert Path(interp).read_bytes() == qemu_wrapper.program(f"{qemu_wrapper.INSIDE}/qemu-riscv64", "rva23u64")
 
 
 def test_a_namespace_that_cannot_be_set_up_is_a_target_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -220,18 +226,18 @@ def test_the_private_apt_configuration_reads_nothing_of_the_hosts_apt(tmp_path: 
 
 
 def test_the_binfmt_entry_opens_the_interpreter_now_and_keeps_argv0() -> None:
-    line = qemu_enter.register_line("/c/qemu/root/usr/libexec/qemu-binfmt/riscv64-binfmt-P")
+    line = qemu_enter.register_line("/c/qemu/wrappers/qemu-cpu-0123")
     name, kind, offset, magic, mask, interp, flags = line.split(":")[1:]
-    assert (name, kind, offset, flags) == ("leapfrog-riscv64", "M", "", "POCF")
+    assert (name, kind, offset, flags) == ("leapfrog-riscv64", "M", "", "PF")
     assert magic.startswith(r"\x7fELF\x02")  # ELF64
     assert magic.endswith(r"\xf3\x00")  # EM_RISCV
     assert len(magic.encode().decode("unicode_escape")) == len(mask.encode().decode("unicode_escape")) == 20
-    assert interp.endswith("riscv64-binfmt-P")
+    assert interp == "/c/qemu/wrappers/qemu-cpu-0123"
 
 
 def test_the_enter_helper_refuses_a_malformed_command_line(capsys: pytest.CaptureFixture[str]) -> None:
-    assert qemu_enter.main(["/root", "/interp"]) == 2
-    assert "usage: qemu_enter.py ROOT INTERPRETER MOUNTPOINT -- ARGV" in capsys.readouterr().err
+    assert qemu_enter.main(["/root", "/interp", "/mnt", "--", "true"]) == 2
+    assert "usage: qemu_enter.py ROOT INTERPRETER MOUNTPOINT QEMU_DIR INSIDE -- ARGV" in capsys.readouterr().err
 
 
 def test_doctor_says_which_profiles_run_here_and_how_to_get_the_rest(
@@ -247,7 +253,7 @@ def test_doctor_says_which_profiles_run_here_and_how_to_get_the_rest(
     fresh = profile_checks(release="6.18.0")[2]
     assert "fetched into leapfrog's cache on first use" in fresh.detail
     assert qemu_user.FETCH_HINT in fresh.fix
-    cached = qemu_user.qemu_dir("debian-trixie")
+    cached = qemu_dir("debian-trixie")
     fake_qemu(cached / "root" / "usr" / "bin", "10.0.13", QEMU10_CPUS)
     (cached / "meta.json").write_text('{"version_line": "qemu-riscv64 version 10.0.13 (Debian)"}')
     ready = profile_checks(release="6.18.0")[2]
