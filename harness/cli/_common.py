@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import click
 from rich.console import Console
 
 from harness.errors import LeapfrogError
@@ -15,6 +16,15 @@ if TYPE_CHECKING:
 # emoji=False: ":six:" in a suite name ("project:six") or in a target's text is printed as written.
 console = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
 out = Console(highlight=False, soft_wrap=True, emoji=False)
+
+#: ``--fail-on`` of ``run`` and ``merge``: one option, one rule (harness.workflow.fail_classes and exit_code).
+fail_on_option = click.option(
+    "--fail-on",
+    "fail_on",
+    metavar="CLASSES",
+    help="Triage classes that make the exit code 1 (comma list, or all) "
+    "[slow,emulator-suspect,target-only,unknown,baseline-only: all but everywhere and infra].",
+)
 
 
 def split(values: tuple[str, ...]) -> list[str]:

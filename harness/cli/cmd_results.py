@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from harness.cli import show
-from harness.cli._common import Ctx, console, out
+from harness.cli._common import Ctx, console, fail_on_option, out
 from harness.workflow import EXIT_FAIL, EXIT_OK
 
 
@@ -30,15 +30,25 @@ def report(obj: Ctx, folder: Path) -> None:
 @click.option(
     "--out", "-o", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path), help="Merged report."
 )
+@fail_on_option
 @click.pass_obj
-def merge(obj: Ctx, folders: tuple[Path, ...], out_dir: Path) -> None:
-    """Merge shard report folders into one report (as if run unsharded)."""
-    from harness import workflow as wf
+def merge(obj: Ctx, folders: tuple[Path, ...], out_dir: Path, fail_on: str | None) -> None:
+    """Merge shard report folders into one report (as if run unsharded).
 
+    The merged run is triaged again (a shard may not hold the baseline's cells)
+    and its exit code follows the same rule as `leapfrog run`, --fail-on included.
+    """
+    from harness import workflow as wf
+    from harness.triage import counts_text, triage_counts
+
+    fail_classes = wf.fail_classes(fail_on)
     merged = wf.merge(obj.try_project(), folders, out_dir)
     n = sum(len(c.cases) for c in merged.cells)
     out.print(f"merged {len(folders)} folder(s): {len(merged.cells)} cells, {n} cases -> {out_dir}")
-    sys.exit(wf.exit_code(merged))
+    triaged = counts_text(triage_counts(merged))
+    if triaged:
+        out.print(f"triage: {triaged}", markup=False, highlight=False)
+    sys.exit(wf.exit_code(merged, fail_classes))
 
 
 @click.command("history")

@@ -479,3 +479,30 @@ def test_fail_on_help_names_the_default() -> None:
     (option,) = [p for p in run.params if p.name == "fail_on"]
     default = ",".join(c for c in CLASSES if c in DEFAULT_FAIL_ON)
     assert f"[{default}:" in (getattr(option, "help", "") or "")
+
+
+def test_merge_fail_on_decides_exit_1_of_the_shards_merged(tmp_path: Path) -> None:
+    """Shard 1 ran the baseline, shard 2 the target: the merged run is triaged again and --fail-on rules it."""
+    from click.testing import CliRunner
+
+    from harness.cli import main
+
+    whole = make_run([ok("t.py::a"), bad("t.py::b")], [bad("t.py::a"), bad("t.py::b")])
+    for k, cell in enumerate(whole.cells, 1):
+        shard = Run(whole.run_id, whole.started, baseline="native", targets=list(whole.targets), cells=[cell])
+        (tmp_path / str(k)).mkdir()
+        (tmp_path / str(k) / "results.json").write_text(json.dumps(shard.to_dict()))
+    argv = ["--root", str(tmp_path), "merge", str(tmp_path / "1"), str(tmp_path / "2"), "--out", str(tmp_path / "m")]
+    r = CliRunner().invoke(main, argv)
+    assert r.exit_code == 1, r.output  # t.py::a fails on the target only: target-only, in the default --fail-on
+    assert "triage: 1 everywhere · 1 target-only" in r.output
+    data = json.loads((tmp_path / "m" / "results.json").read_text())
+    assert {c["name"]: c["triage"]["class"] for c in data["cells"][1]["cases"]} == {
+        "t.py::a": "target-only",
+        "t.py::b": "everywhere",
+    }
+    assert CliRunner().invoke(main, [*argv, "--fail-on", "everywhere,infra"]).exit_code == 1  # b fails everywhere
+    assert CliRunner().invoke(main, [*argv, "--fail-on", "slow,unknown"]).exit_code == 0
+    r = CliRunner().invoke(main, [*argv, "--fail-on", "target_only"])
+    assert r.exit_code == 2
+    assert "no triage class 'target_only'" in r.output
