@@ -31,31 +31,11 @@ class CaseTimeout(click.ParamType):  # type: ignore[type-arg]  # generic from cl
         return seconds
 
 
-class WorkerCount(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2, not in 8.1
-    """``--workers``: pytest processes per cell, 1 to 64, or ``auto``."""
-
-    name = "N|auto"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
-        if isinstance(value, int) or str(value).strip().lower() == "auto":
-            return value if isinstance(value, int) else "auto"
-        text = str(value).strip()
-        if not text.isdigit() or not 1 <= int(text) <= 64:
-            self.fail(f'"{value}" is neither a number of pytest processes from 1 to 64 nor "auto" (for example 2).')
-        return int(text)
-
-
 @click.command()
 @click.option("--target", "-t", "targets", multiple=True, help="Target name (repeat or comma list).")
 @click.option("--suite", "-s", "suites", multiple=True, help="Suite name (repeat or comma list).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="Report folder [reports/<time>].")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True, help="Targets run at once.")
-@click.option(
-    "--workers",
-    type=WorkerCount(),
-    help="pytest processes each in-target cell is split over in its target, or auto (the target's usable cores); "
-    "overrides suite.toml's workers [suite.toml, else 1].",
-)
 @click.option(
     "--retries",
     type=click.IntRange(0, 10),
@@ -98,12 +78,6 @@ class WorkerCount(click.ParamType):  # type: ignore[type-arg]  # generic from cl
 )
 @click.option("--extra", "extras", multiple=True, help="Install this extra of each --project too (repeat).")
 @click.option("--group", "groups", multiple=True, help="Install this PEP 735 dependency group of --project (repeat).")
-@click.option(
-    "--build-in-target",
-    is_flag=True,
-    help="Build a --project's sdist-only dependencies (and the project, if compiled) in each target, "
-    "with its toolchain added to the image; the time is reported.",
-)
 @click.pass_obj
 def run(
     obj: Ctx,
@@ -111,7 +85,6 @@ def run(
     suites: tuple[str, ...],
     out: Path | None,
     jobs: int,
-    workers: int | str | None,
     retries: int,
     reruns: int,
     shard: str | None,
@@ -124,7 +97,6 @@ def run(
     projects: tuple[Path, ...],
     extras: tuple[str, ...],
     groups: tuple[str, ...],
-    build_in_target: bool,
 ) -> None:
     """Run suites on targets and write results.json, JUnit XML and index.html."""
     from harness import workflow as wf
@@ -136,7 +108,6 @@ def run(
         suites=split(suites),
         out=out,
         jobs=jobs,
-        workers=workers,
         retries=retries,
         reruns=reruns,
         shard=shard,
@@ -147,7 +118,6 @@ def run(
         projects=projects,
         extras=extras,
         groups=groups,
-        build_in_target=build_in_target,
         argv=["leapfrog", *sys.argv[1:]],
     )
     prepared = wf.prepare(p, request, warn=show.warn, progress=show.note)
