@@ -45,7 +45,14 @@ def _hwprobe() -> str:
 
 @contextmanager
 def _llvm_jit(arch: str, capfd: pytest.CaptureFixture[str], metrics: Metrics) -> Iterator[None]:
-    """Turn the one known NNC/LLVM failure into an expected failure with its evidence; re-raise anything else."""
+    """Turn the two known NNC/LLVM failures into expected failures with their evidence; re-raise anything else.
+
+    Under a qemu-user without riscv_hwprobe (QEMU 7.2) LLVM builds soft-float
+    kernels whose helpers the JIT cannot resolve: an emulator artefact.  Where
+    riscv_hwprobe answers (QEMU 8.1 and later, hardware) the trace of the CNN
+    fails on a relocation out of range: torch's own bug, hidden under QEMU 7.2
+    by the first one.
+    """
     try:
         yield
     except RuntimeError as exc:
@@ -53,10 +60,22 @@ def _llvm_jit(arch: str, capfd: pytest.CaptureFixture[str], metrics: Metrics) ->
             raise
         err = capfd.readouterr().err
         missing = re.search(r"Symbols not found: \[([^\]]*)\]", err)
+        session = re.search(r"JIT session error: .*", err)
         metrics["llvm_jit_error"] = str(exc).splitlines()[0][:300]
         metrics["llvm_missing_symbols"] = missing.group(1).strip() if missing else ""
+        metrics["llvm_jit_session_error"] = session.group(0)[:300] if session else ""
         probe = _hwprobe() if arch == "riscv64" else "n/a"
         metrics["riscv_hwprobe"] = probe
+        if arch == "riscv64" and probe == "ok" and "out of range of R_RISCV_HI20" in err:
+            pytest.xfail(
+                f"torch {torch.__version__}'s NNC fuser has LLVM compile fused CPU kernels with RISC-V's default "
+                "code model (medlow), whose lui/R_RISCV_HI20 addressing reaches only the lowest 2 GiB, and the JIT "
+                "puts kernels and their constants in memory mapped far above that, as every riscv64 Linux does: "
+                f"{metrics['llvm_jit_session_error']}. A bug of torch's LLVM JIT set-up (it needs the medium code "
+                "model), not of the emulator: riscv_hwprobe answers, and the same JITLink error stops Apache "
+                "Arrow's Gandiva on riscv64 hardware (apache/arrow#50862). "
+                "Workaround: torch._C._jit_override_can_fuse_on_cpu(False) (see test_cpu_fuser_off)"
+            )
         if arch == "riscv64" and probe == "ENOSYS":
             pytest.xfail(
                 "TorchScript's NNC fuser JIT-compiles fused CPU kernels with the LLVM inside torch "
