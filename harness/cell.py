@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness import autotimeout, probe_lines
+from harness import autotimeout, probe_lines, retime
 from harness.errors import TargetError
 from harness.judge import Judgment, cell_verdict, judge_pass, signal_name
 from harness.model import CaseResult, CellResult, Status
@@ -41,6 +41,8 @@ class CellOptions(Protocol):
 
     max_resumes: int  # how many crashes one cell may resume after
     reruns: int  # failed cases are run again this many times; pass on re-run = flaky
+    retime_slow: int  # passed cases slower than their history run again this many times (harness.retime)
+    history_durations: dict[tuple[str, str], dict[str, float]]  # (target, suite) -> case -> fastest earlier
     case_timeout: float | None  # overrides suite.toml
 
 
@@ -169,6 +171,8 @@ class CellRunner:
                 self._passes(cell)
                 if self.options.reruns and not cell.message and not cell.problem:
                     cell.problem = self._rerun_failures(cell)
+                if self.options.retime_slow and not cell.message and not cell.problem:
+                    cell.problem = self._retime_slow(cell)
             finally:
                 cell.results.close()
         if self.host_driven:
@@ -342,6 +346,27 @@ class CellRunner:
             if problem:
                 return problem
         return ""
+
+    def _retime_slow(self, cell: _Cell) -> str:
+        """Run again the passed cases slower than their history; each keeps its fastest timing (harness.retime)."""
+        earlier = self.options.history_durations.get((self.target.name, self.cell.suite.name), {})
+
+        def one_round(names: list[str], n: int) -> tuple[dict[str, CaseResult], str]:
+            remaining = cell.deadline - time.monotonic()
+            if remaining <= 0:
+                return {}, ""
+            name = f"retime{n}.jsonl"
+            proc = self.where.run(
+                [*cell.argv[:-1], *(f"{cell.base}/suite/{case}" for case in names)],
+                timeout=remaining,
+                env={**cell.env, "LEAPFROG_RESULTS": f"{cell.base}/{name}", "LEAPFROG_DONE": ""},
+                cwd=f"{cell.base}/suite",
+            )
+            cell.log.append(f"$ pytest (re-time {n + 1}: {len(names)} slower than their history) exit={proc.exit_code}")
+            again: dict[str, CaseResult] = {}
+            return again, self._collect(cell, name, again, announce=False, finished=proc.exit_code in (0, 1))[1]
+
+        return retime.retime(cell.done, earlier, self.options.retime_slow, one_round)
 
 
 def _is_child(name: str, cases: Mapping[str, object]) -> bool:

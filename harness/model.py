@@ -59,6 +59,14 @@ def clean_duration(value: object) -> float | None:
     return max(0.0, float(number))
 
 
+def _timings(value: object) -> list[float] | None:
+    """``retimed`` from results.json: a list of durations (the bad ones dropped, at most 64), else None."""
+    if not isinstance(value, list):
+        return None
+    kept = [d for v in value[:64] if (d := clean_duration(v)) is not None]
+    return kept or None
+
+
 def clean_metric(value: object) -> Metric | None:
     """A metric value: booleans and strings as they are, numbers only when :func:`finite`."""
     if isinstance(value, (bool, str)):
@@ -130,6 +138,9 @@ class CaseResult:
     #: The timeout the case ran under when it was computed (``case_timeout = "auto"``,
     #: :mod:`harness.autotimeout`): seconds, the baseline duration, slowdown and a note.
     timeout: dict[str, Any] | None = None
+    #: ``--retime-slow``: every passed timing, the first run's first; ``duration`` is then the fastest
+    #: (:mod:`harness.retime`).  None when the case was not re-timed.
+    retimed: list[float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         # By hand, not dataclasses.asdict: this runs once per case (200,000 in a big merge).
@@ -147,6 +158,8 @@ class CaseResult:
             out["triage"] = self.triage
         if self.timeout is not None:
             out["timeout"] = self.timeout
+        if self.retimed is not None:
+            out["retimed"] = self.retimed
         return out
 
     @classmethod
@@ -168,6 +181,7 @@ class CaseResult:
             # Recomputed from the run whenever a report is rendered (harness.triage).
             triage=d["triage"] if isinstance(d.get("triage"), dict) else None,
             timeout=d["timeout"] if isinstance(d.get("timeout"), dict) else None,
+            retimed=_timings(d.get("retimed")),
         )
 
 

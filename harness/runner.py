@@ -38,6 +38,10 @@ class RunOptions:
     retries: int = 1  # extra attempts for a cell that ended in infra-error
     max_resumes: int = 20  # how many crashes one cell may resume after
     reruns: int = 0  # failed cases are run again this many times; pass on re-run = flaky
+    #: ``--retime-slow``: passed cases slower than their history run again this many times (:mod:`harness.retime`).
+    retime_slow: int = 0
+    #: Each passed case's fastest recorded duration, by (target, suite) (:func:`harness.retime.fastest_earlier`).
+    history_durations: dict[tuple[str, str], dict[str, float]] = dataclasses.field(default_factory=dict)
     case_timeout: float | None = None  # overrides suite.toml
     #: ``--case-timeout auto``: every suite's case timeouts are scaled from the baseline.
     auto_timeout: bool = False

@@ -60,6 +60,7 @@ class RunRequest:
     jobs: int = 1
     retries: int = 1
     reruns: int = 0
+    retime_slow: int = 0  # --retime-slow N (harness.retime)
     shard: str | None = None
     case_timeout: float | str | None = None  # seconds, "auto" or None (suite.toml decides)
     known_issues: Path | None = None
@@ -187,6 +188,7 @@ def prepare(p: Project, req: RunRequest, *, warn: Say = _quiet, progress: Say = 
         jobs=req.jobs,
         retries=req.retries,
         reruns=req.reruns,
+        retime_slow=req.retime_slow,
         case_timeout=None if auto or req.case_timeout is None else float(req.case_timeout),
         auto_timeout=auto,
         argv=req.argv,
@@ -195,6 +197,10 @@ def prepare(p: Project, req: RunRequest, *, warn: Say = _quiet, progress: Say = 
     )
     if auto or (req.case_timeout is None and any(c.suite.auto_timeout for c in plan.cells)):
         options.history_slowdowns = history_slowdowns(plan, req.db, warn)
+    if req.retime_slow:
+        from harness import retime
+
+        options.history_durations = retime.for_cells({(c.target.name, c.suite.name) for c in plan.cells}, req.db, warn)
     return Prepared(plan, options, project_deps)
 
 

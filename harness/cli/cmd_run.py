@@ -50,6 +50,15 @@ class CaseTimeout(click.ParamType):  # type: ignore[type-arg]  # generic from cl
     show_default=True,
     help="Run failed cases again this many times; a pass on re-run is reported as flaky.",
 )
+@click.option(
+    "--retime-slow",
+    type=click.IntRange(0, 10),
+    default=0,
+    show_default=True,
+    metavar="N",
+    help="Run passed cases slower than their history (as `leapfrog compare` judges) N more times; "
+    "each keeps its fastest timing, so a stall of the host is not a regression.",
+)
 @click.option("--shard", help="Run slice K of N of the matrix, e.g. 1/3.")
 @click.option(
     "--case-timeout",
@@ -87,6 +96,7 @@ def run(
     jobs: int,
     retries: int,
     reruns: int,
+    retime_slow: int,
     shard: str | None,
     case_timeout: float | str | None,
     known_issues: Path | None,
@@ -110,6 +120,7 @@ def run(
         jobs=jobs,
         retries=retries,
         reruns=reruns,
+        retime_slow=retime_slow,
         shard=shard,
         case_timeout=case_timeout,
         known_issues=known_issues,

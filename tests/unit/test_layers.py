@@ -70,6 +70,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "harness.readback",
             "harness.results",
             "harness.autotimeout",
+            "harness.retime",
             "harness.triage",
             "harness.merge",
             "harness.repro",
