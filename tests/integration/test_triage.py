@@ -1,15 +1,18 @@
-"""Triage on real targets: native (the baseline) and the riscv64 qemu-user chroot.
+"""Triage on real targets: native (the baseline), the riscv64 qemu-user chroot, and a VM of the same image.
 
 The suite ``suites/triage`` holds one case made for each class; every case
 must get the class it was built for, with the evidence that says why.  The
 emulator-suspect case is honest: ``riscv_hwprobe`` (Linux 6.4+) works on a
-riscv64 kernel, but qemu-user 7.2 answers ENOSYS.  No VM is booted here (the
-"passed on a VM of the same image" path is unit-tested in tests/unit/test_triage.py).
+riscv64 kernel, but qemu-user 7.2 answers ENOSYS.  The first test runs
+native + chroot (about 40 s); the second adds the qemu-system VM of the same
+image (its disk cached beside the image), where a real kernel answers the call,
+so the chroot's failure is "passed on a VM of the same image" (about 2-3 min).
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -26,6 +29,7 @@ from tests.integration.conftest import ROOT, cache_env
 pytestmark = [pytest.mark.integration, pytest.mark.chroot]
 SUITES = Path(__file__).parent / "suites"
 RV = "debian-trixie-riscv64"
+VM = "debian-trixie-riscv64-vm"
 
 
 def test_every_case_lands_in_the_class_it_was_built_for(private_cache: Path, tmp_path: Path) -> None:
@@ -122,3 +126,62 @@ def test_every_case_lands_in_the_class_it_was_built_for(private_cache: Path, tmp
     again = subprocess.run([*argv, "report", str(out)], capture_output=True, text=True, timeout=300, check=False)
     assert again.returncode == 0, again.stderr[-2000:]
     assert json.loads((out / "results.json").read_text()) == data
+
+
+@pytest.mark.qemu_vm
+def test_fails_under_qemu_user_passes_in_the_vm_is_emulator_suspect(private_cache: Path, tmp_path: Path) -> None:
+    """The chroot and the VM run one image; only the chroot fails the hwprobe case: emulator-suspect, naming the VM.
+
+    Why it is honest: ``test_kernel_reports_isa_extensions`` calls ``riscv_hwprobe``
+    (syscall 258, Linux 6.4+).  Under qemu-user 7.2 QEMU, not a kernel, answers
+    system calls, and 7.2 has no riscv_hwprobe: ENOSYS.  In the qemu-system VM the
+    image's own Debian 6.12 kernel answers it.  Same root filesystem, same
+    Python and packages (the facts match), so the difference is the emulation.
+    """
+    for tool in ("qemu-system-riscv64", "qemu-img"):
+        if shutil.which(tool) is None:
+            pytest.skip(f"{tool} is not installed (apt-get install qemu-system-misc opensbi qemu-utils)")
+    out = tmp_path / "r"
+    argv = [sys.executable, "-m", "harness.cli", "--root", str(ROOT), "--suites-dir", str(SUITES)]
+    started = time.monotonic()
+    done = subprocess.run(
+        [*argv, "run", "-t", f"native,{RV},{VM}", "-s", "triage", "--out", str(out), "--no-history"],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        check=False,
+        env=cache_env(private_cache),
+    )
+    print(f"leapfrog run native + {RV} + {VM} / triage took {time.monotonic() - started:.1f} s")
+    assert done.returncode == 1, done.stderr[-3000:]  # target-only is in the default --fail-on
+
+    data = json.loads((out / "results.json").read_text())
+    facts = {t["name"]: t["facts"] for t in data["targets"]}
+    assert facts[RV]["emulation"] == "qemu-user"
+    assert facts[VM]["emulation"] == "qemu-system"
+    cells = {c["target"]: {k["name"].split("::")[1]: k for k in c["cases"]} for c in data["cells"]}
+    hwprobe = "test_kernel_reports_isa_extensions"
+    assert cells[VM][hwprobe]["status"] == "passed", cells[VM][hwprobe]["message"][-2000:]
+    assert "triage" not in cells[VM][hwprobe]  # passed here and on the baseline: nothing to triage
+
+    chroot = cells[RV]
+    assert chroot[hwprobe]["status"] == "failed"
+    assert "riscv_hwprobe" in chroot[hwprobe]["message"]
+    triage = chroot[hwprobe]["triage"]
+    assert triage["class"] == "emulator-suspect"
+    ev = triage["evidence"]
+    assert ev["passed_on"] == VM
+    assert ev["passed_on_emulation"] == "qemu-system"
+    assert ev["baseline"] == "native"
+    assert ev["baseline_status"] == "passed"
+
+    # Every other case keeps the class it was built for, on the chroot and in the VM.
+    built_for = {
+        "test_assumes_x86": "target-only",
+        "test_fails_everywhere": "everywhere",
+        "test_cpu_loop": "slow",
+        "test_expects_riscv64": "baseline-only",
+    }
+    for target in (RV, VM):
+        got = {n: c["triage"]["class"] for n, c in cells[target].items() if "triage" in c and n != hwprobe}
+        assert got == built_for, (target, {n: (c["status"], c["message"][:300]) for n, c in cells[target].items()})
