@@ -8,6 +8,7 @@ and distribution indexes.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any
 
 #: Bounds on a project's dependency table read back from results.json: characters
@@ -18,6 +19,7 @@ MAX_DEPS_ITEMS = 500
 DEPS_CHOICES = ("not-needed", "installed", "distro", "wheel", "sdist", "none")
 _OFFER_TEXT = ("source", "package", "version", "url", "sha256", "note")
 _COLUMN_TEXT = ("target", "distro", "release", "arch", "python", "index_error", "not_run")
+_BUILD_TEXT = ("name", "requirement", "source", "wheel", "error")
 
 
 def _deps_text(value: object) -> str:
@@ -26,6 +28,13 @@ def _deps_text(value: object) -> str:
 
 def _deps_list(value: object) -> list[dict[str, Any]]:
     return [v for v in value[:MAX_DEPS_ITEMS] if isinstance(v, dict)] if isinstance(value, list) else []
+
+
+def _seconds(value: object) -> float | None:
+    """A build's duration: a finite number of seconds, not negative, else None (it did not run)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 def clean_deps_column(d: object) -> dict[str, Any]:
@@ -55,6 +64,10 @@ def clean_deps_column(d: object) -> dict[str, Any]:
             }
         )
     out["requirements"] = reqs
+    out["builds"] = [
+        {**{k: _deps_text(b.get(k)) for k in _BUILD_TEXT}, "seconds": _seconds(b.get("seconds"))}
+        for b in _deps_list(col.get("builds"))
+    ]
     return out
 
 

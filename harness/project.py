@@ -22,7 +22,9 @@ an sdist (``.tar.gz``/``.zip``).  On the host leapfrog:
 A requirement nothing fits (no distribution package, no wheel for the
 target; an sdist only), or a project with compiled parts on a non-native
 target, makes that target's cell ``not-run`` with the reason: the
-requirement, and what exists.
+requirement, and what exists.  With ``--build-in-target`` an sdist-only
+requirement and a compiled project are built in the target instead
+(:mod:`harness.project_sdist` plans it, :mod:`harness.project_build` builds).
 
 The host side (copy, build, read the wheel) is :mod:`harness.project_wheel`.
 """
@@ -35,7 +37,7 @@ import re
 import shutil
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from packaging.utils import canonicalize_name
 
@@ -44,6 +46,7 @@ from harness.config import SuiteConfig, SuitePackages, TargetConfig
 from harness.errors import ConfigError, LeapfrogError
 from harness.model_deps import ProjectDeps, clean_deps_column
 from harness.plan import PlannedCell
+from harness.project_sdist import BuildItem, build_packages, sdist_requires
 from harness.project_wheel import (
     BUILD_TIMEOUT,
     SKIP,
@@ -61,6 +64,8 @@ from harness.project_wheel import (
 __all__ = [
     "BUILD_TIMEOUT",
     "Built",
+    "Pending",
+    "Planned",
     "ProjectError",
     "build_wheel",
     "cells",
@@ -137,6 +142,7 @@ class TargetPlan:
     packages: list[str] = dataclasses.field(default_factory=list)  # distribution packages for the image
     wheels: list[Path] = dataclasses.field(default_factory=list)  # downloaded, to unpack into the site
     resolutions: list[deps.Resolution] = dataclasses.field(default_factory=list)
+    builds: list[BuildItem] = dataclasses.field(default_factory=list)  # --build-in-target: wheels to build there
     not_run: str = ""
 
 
@@ -157,15 +163,24 @@ def plan_target(
     platform: deps.Platform,
     sources: deps.Sources,
     download: Callable[[deps.Offer], Path] = _download,
+    *,
+    build_in_target: bool = False,
 ) -> TargetPlan:
-    """Resolve the project's requirements (and those of every wheel taken, in turn) on one target."""
+    """Resolve the project's requirements (and those of every wheel taken, in turn) on one target.
+
+    With ``build_in_target``, an sdist-only requirement (downloaded here) and a
+    compiled project off ``native`` become :class:`BuildItem` s, and the
+    toolchain and build requirements join the image's packages.
+    """
     plan = TargetPlan(platform.target)
     if not built.pure and not platform.native:
-        plan.not_run = (
-            f"{built.wheel.name} has compiled parts built for this host; building the project in the target "
-            "is not supported yet, so it cannot run on this target."
-        )
-        return plan
+        if not build_in_target:
+            plan.not_run = (
+                f"{built.wheel.name} has compiled parts built for this host, so it cannot run on this target; "
+                "pass --build-in-target to build it in the target."
+            )
+            return plan
+        plan.builds.append(BuildItem(built.name, f"{built.name} (the project)", built.source))
     queue = list(built.requirements)
     seen: set[str] = {built.name}
     lacking: list[str] = []
@@ -191,13 +206,25 @@ def plan_target(
             for sub in requires_dist(wheel_metadata(wheel), req.extras, wheel.name):
                 if sub.marker is None or sub.marker.evaluate(env):
                     queue.append(sub)
+        elif res.choice == "sdist" and chosen is not None and build_in_target:
+            try:
+                sdist = download(chosen)
+            except LeapfrogError as e:
+                lacking.append(f'"{req}": the sdist {chosen.package} could not be downloaded ({e})')
+                continue
+            plan.builds.append(BuildItem(name, str(req), sdist))
+            env = platform.marker_env()
+            queue.extend(s for s in sdist_requires(sdist, req.extras) if s.marker is None or s.marker.evaluate(env))
         elif res.choice == "sdist":
             lacking.append(
-                f'"{req}" has only an sdist for this target ({res.summary()}); building sdists in the target '
-                "is not supported yet"
+                f'"{req}" has only an sdist for this target ({res.summary()}); pass --build-in-target to build it there'
             )
         elif res.choice == "none":
             lacking.append(f'"{req}" has nothing for this target: {res.summary()}')
+    if plan.builds:
+        packages, cannot = build_packages(plan.builds, platform, sources)
+        plan.packages.extend(p for p in packages if p not in plan.packages)
+        lacking.extend(cannot)
     if lacking:
         plan.not_run = "a dependency cannot be had on this target: " + "; ".join(lacking) + "."
     return plan
@@ -215,7 +242,8 @@ def write_suite(built: Built, plan: TargetPlan, folder: Path) -> None:
         )
     if plan.not_run:
         return
-    unpack_wheel(built.wheel, folder / SITE)
+    if not any(b.name == built.name for b in plan.builds):  # else the wheel built in the target goes there
+        unpack_wheel(built.wheel, folder / SITE)
     for wheel in plan.wheels:
         unpack_wheel(wheel, folder / SITE)
 
@@ -236,6 +264,29 @@ def suite_config(built: Built, plan: TargetPlan, folder: Path, distro: str) -> S
     )
 
 
+@dataclasses.dataclass
+class Pending:
+    """One target's cell of a project whose wheels are still to be built in the target (``--build-in-target``).
+
+    :func:`harness.project_build.run_builds` builds ``items``, unpacks the wheels
+    into ``folder``'s site, and writes what each build did into ``column``
+    (the project's table in results.json) and ``deps_file``.
+    """
+
+    target: TargetConfig
+    suite: str
+    folder: Path  # the suite folder
+    column: dict[str, Any]  # the target's column of the project's dependency table
+    deps_file: Path
+    items: list[BuildItem]
+
+
+class Planned(NamedTuple):
+    cells: list[PlannedCell]
+    tables: list[ProjectDeps]
+    pending: list[Pending]
+
+
 def plan(
     paths: Iterable[Path],
     targets: list[TargetConfig],
@@ -244,15 +295,18 @@ def plan(
     extras: Iterable[str] = (),
     groups: Iterable[str] = (),
     sources: deps.LiveSources | None = None,
+    build_in_target: bool = False,
     progress: Callable[[str], None] = lambda _m: None,
-) -> tuple[list[PlannedCell], list[ProjectDeps]]:
+) -> Planned:
     """A plan cell per target for each project in ``paths`` (suite folders written under ``work``), and each
     project's dependency table (one column per target, as ``leapfrog deps --json`` gives it, plus ``not_run``)
     for results.json and the report; each column is also written to ``suites/<target>.deps.json``.
+    With ``build_in_target``, the cells whose wheels must first be built in their target are ``pending``.
     """
     live = sources or deps.LiveSources()
     out: list[PlannedCell] = []
     tables: list[ProjectDeps] = []
+    pending: list[Pending] = []
     for path in paths:
         folder = work / _safe_name(path.resolve().name)
         progress(f"project {path}: building its wheel on the host")
@@ -261,7 +315,7 @@ def plan(
         for target in targets:
             platform = deps.platform_for(target)
             progress(f"project {built.name}: resolving {len(built.requirements)} requirement(s) for {target.name}")
-            tplan = plan_target(built, platform, live.sources())
+            tplan = plan_target(built, platform, live.sources(), build_in_target=build_in_target)
             if live.errors.get(target.name) and not tplan.not_run:
                 progress(f"project {built.name}: {target.name}: {live.errors[target.name]}")
             suite_dir = folder / "suites" / _safe_name(target.name)
@@ -270,15 +324,22 @@ def plan(
             out.append(PlannedCell(target, suite_config(built, tplan, suite_dir, distro)))
             column = deps.TargetDeps(platform, tplan.resolutions, live.index_info(platform))
             column.index_error = live.errors.get(target.name, "")
-            raw = {**column.to_dict(), "not_run": tplan.not_run}
-            table.targets.append(clean_deps_column(raw))  # the shape results.json documents, every key present
-            (folder / "suites" / f"{suite_dir.name}.deps.json").write_text(
-                json.dumps(raw, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-            )
+            raw = {**column.to_dict(), "not_run": tplan.not_run, "builds": [b.to_dict() for b in tplan.builds]}
+            clean = clean_deps_column(raw)  # the shape results.json documents, every key present
+            table.targets.append(clean)
+            deps_file = folder / "suites" / f"{suite_dir.name}.deps.json"
+            write_deps_file(deps_file, raw)
+            if tplan.builds and not tplan.not_run:
+                pending.append(Pending(target, PREFIX + built.name, suite_dir, clean, deps_file, tplan.builds))
         tables.append(table)
-    return out, tables
+    return Planned(out, tables, pending)
+
+
+def write_deps_file(path: Path, column: dict[str, Any]) -> None:
+    """A target's column of the project's dependency table, beside its suite folder."""
+    path.write_text(json.dumps(column, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def cells(paths: Iterable[Path], targets: list[TargetConfig], work: Path, **kw: Any) -> list[PlannedCell]:
     """The plan cells of :func:`plan` alone."""
-    return plan(paths, targets, work, **kw)[0]
+    return plan(paths, targets, work, **kw).cells

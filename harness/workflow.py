@@ -69,6 +69,7 @@ class RunRequest:
     projects: Sequence[Path] = ()
     extras: Sequence[str] = ()
     groups: Sequence[str] = ()
+    build_in_target: bool = False  # --build-in-target: sdist-only requirements and compiled projects built there
     argv: list[str] = dataclasses.field(default_factory=list)  # the command line, recorded in results.json
 
 
@@ -156,7 +157,8 @@ class Prepared:
 def prepare(p: Project, req: RunRequest, *, warn: Say = _quiet, progress: Say = _quiet) -> Prepared:
     """The plan and options for ``req``, with known issues, the resumed run and auto-timeout slowdowns.
 
-    Every mistake in the options is a ``ConfigError`` raised here, before any target starts.
+    Every mistake in the options is a ``ConfigError`` raised here, before any target starts (the first
+    to start are those ``--build-in-target`` builds wheels in, last).
     """
     from harness.plan import Shard, make_plan
     from harness.runner import RunOptions
@@ -168,20 +170,25 @@ def prepare(p: Project, req: RunRequest, *, warn: Say = _quiet, progress: Say = 
     issues = known_issues(p, req.known_issues)
     out_dir = out_folder(p, req)
     project_deps: list[ProjectDeps] = []
+    pending: list[Any] = []  # harness.project.Pending: --build-in-target's builds
     if req.projects:
         from harness import project as proj
 
-        project_cells, project_deps = proj.plan(
+        planned = proj.plan(
             req.projects,
             p.pick_targets(target_names),
             out_dir / "projects",
             extras=req.extras,
             groups=req.groups,
+            build_in_target=req.build_in_target,
             progress=progress,
         )
-        plan.cells.extend(project_cells)
+        plan.cells.extend(planned.cells)
+        project_deps, pending = planned.tables, planned.pending
     elif req.extras or req.groups:
         raise ConfigError("--extra and --group choose dependencies of a --project; pass --project PATH too.")
+    elif req.build_in_target:
+        raise ConfigError("--build-in-target builds the dependencies of a --project; pass --project PATH too.")
     auto = req.case_timeout == "auto"
     options = RunOptions(
         out=out_dir,
@@ -201,6 +208,10 @@ def prepare(p: Project, req: RunRequest, *, warn: Say = _quiet, progress: Say = 
         from harness import retime
 
         options.history_durations = retime.for_cells({(c.target.name, c.suite.name) for c in plan.cells}, req.db, warn)
+    if pending:  # --build-in-target: once every option is checked, each target builds its wheels (project_build)
+        from harness.project_build import run_builds
+
+        run_builds(plan, pending, out_dir, progress=progress)
     return Prepared(plan, options, project_deps)
 
 

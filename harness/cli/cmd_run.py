@@ -87,6 +87,12 @@ class CaseTimeout(click.ParamType):  # type: ignore[type-arg]  # generic from cl
 )
 @click.option("--extra", "extras", multiple=True, help="Install this extra of each --project too (repeat).")
 @click.option("--group", "groups", multiple=True, help="Install this PEP 735 dependency group of --project (repeat).")
+@click.option(
+    "--build-in-target",
+    is_flag=True,
+    help="Build a --project's sdist-only dependencies (and the project, if compiled) in each target, "
+    "with its toolchain added to the image; the time is reported.",
+)
 @click.pass_obj
 def run(
     obj: Ctx,
@@ -107,6 +113,7 @@ def run(
     projects: tuple[Path, ...],
     extras: tuple[str, ...],
     groups: tuple[str, ...],
+    build_in_target: bool,
 ) -> None:
     """Run suites on targets and write results.json, JUnit XML and index.html."""
     from harness import workflow as wf
@@ -129,6 +136,7 @@ def run(
         projects=projects,
         extras=extras,
         groups=groups,
+        build_in_target=build_in_target,
         argv=["leapfrog", *sys.argv[1:]],
     )
     prepared = wf.prepare(p, request, warn=show.warn, progress=show.note)

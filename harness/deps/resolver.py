@@ -35,6 +35,11 @@ DEBIAN_NAMES: dict[str, str] = {
     "torch": "python3-torch",
     "onnxruntime": "python3-onnxruntime",
     "pydantic-core": "python3-pydantic-core",
+    # build backends and tools a --build-in-target build may require
+    "cython": "cython3",
+    "meson": "meson",
+    "meson-python": "python3-mesonpy",
+    "flit-core": "flit",
 }
 
 #: Where a requirement is taken from, in order of preference.

@@ -46,6 +46,15 @@ def _resolution(target: str, r: dict[str, Any]) -> Resolution:
     return deps.Resolution(target, r["requirement"], r["name"], offers, needed=r["choice"] != "not-needed")
 
 
+def build_text(build: dict[str, Any]) -> str:
+    """A ``--build-in-target`` build in a few words: "built in the target in 41.2 s" or why not."""
+    if build["wheel"] and not build["error"]:
+        return f"built in the target in {build['seconds'] or 0:.1f} s ({build['wheel']})"
+    if build["seconds"] is None:
+        return "not built" + (f": {build['error']}" if build["error"] else "")
+    return f"build failed after {build['seconds']:.1f} s"
+
+
 def section(project: ProjectDeps) -> DepsSection:
     """One project's table, every text cleaned (control characters made visible, bounded)."""
     from harness import deps
@@ -55,11 +64,13 @@ def section(project: ProjectDeps) -> DepsSection:
     found: list[dict[str, tuple[str, str, str]]] = []
     for col in columns:
         cells: dict[str, tuple[str, str, str]] = {}
+        built = {b["name"]: b for b in col["builds"]}
         for r in col["requirements"]:
             name = r["name"] or r["requirement"]
             order.setdefault(name, r["requirement"])
             res = _resolution(col["target"], r)
-            cells[name] = (res.choice, clean(deps.cell_text(res), _TEXT), clean(deps.others_text(res), _TEXT))
+            text = deps.cell_text(res) + (f", {build_text(built[name])}" if name in built else "")
+            cells[name] = (res.choice, clean(text, _TEXT), clean(deps.others_text(res), _TEXT))
         found.append(cells)
     rows = [(clean(req, _TEXT), [c.get(name, ("absent", "—", "")) for c in found]) for name, req in order.items()]
     targets = []
@@ -71,6 +82,7 @@ def section(project: ProjectDeps) -> DepsSection:
                 "index": {k: clean(v, _TEXT) for k, v in index.items()} if index else None,
                 "index_error": clean(col["index_error"], 4000),
                 "not_run": clean(col["not_run"], 4000),
+                "builds": [clean(f"{b['source']}: {build_text(b)}", _TEXT) for b in col["builds"]],
             }
         )
     title = f"{project.suite} {project.version}".strip() + (f" ({project.source})" if project.source else "")

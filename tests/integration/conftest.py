@@ -26,8 +26,9 @@ from harness.targets import KINDS, backend_class
 ROOT = Path(__file__).resolve().parents[2]
 
 # suites/ holds suites that leapfrog runs inside targets (one of them segfaults on
-# purpose): they are data for these tests, never collected by the outer pytest.
-collect_ignore = ["suites"]
+# purpose), projects/ the --project folders of test_project.py: they are data for
+# these tests, never collected by the outer pytest.
+collect_ignore = ["suites", "projects"]
 
 
 def leapfrog(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -140,3 +140,87 @@ def test_an_unmodified_sdist_and_a_pinned_wheel_on_native_and_riscv64(private_ca
     assert six_dep["choice"] == "wheel"
     debian = six_dep["offers"][0]
     assert (debian["source"], debian["package"], debian["fits"]) == ("debian", "python3-six", False)
+
+
+PROJECTS = ROOT / "tests" / "integration" / "projects"
+
+
+def test_build_in_target_compiles_an_sdist_only_c_extension_on_riscv64(private_cache: Path, tmp_path: Path) -> None:
+    """--build-in-target on native + riscv64: ciso8601 (C) has only an sdist that fits on riscv64 (no riscv64
+    wheel on PyPI; Debian's 2.3.2 is older than >=2.4): the host downloads it, the target (its image given
+    build-essential, python3-dev, pip, setuptools, wheel: one layer on the shared image, cached) compiles it
+    under emulation, offline, and the time is recorded; native takes PyPI's x86-64 wheel and builds nothing.
+    rvbroken's own C extension refuses to compile for RISC-V: its riscv64 cell is not-run with the
+    compiler's first error line, its native cell passes.  Measured on a 2-core host: the image layer once
+    (~85 s), then the whole run ~60 s (ciso8601 builds in ~13 s under qemu-user)."""
+    out = tmp_path / "r"
+    argv = [sys.executable, "-m", "harness.cli", "--root", str(ROOT), "run", "-t", f"native,{RV}", "--build-in-target"]
+    projects = ["--project", str(PROJECTS / "isodates"), "--project", str(PROJECTS / "rvbroken")]
+    started = time.monotonic()
+    done = subprocess.run(
+        [*argv, *projects, "--out", str(out), "--no-history"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env=cache_env(private_cache),
+    )
+    print(f"leapfrog run --build-in-target on native + {RV} took {time.monotonic() - started:.1f} s")
+    assert done.returncode == 1, done.stderr[-3000:]  # rvbroken's riscv64 cell is not-run for a reason
+    data = json.loads((out / "results.json").read_text())
+    cells = {(c["target"], c["suite"]): c for c in data["cells"]}
+    for target in ("native", RV):
+        cell = cells[(target, "project:isodates")]
+        assert cell["verdict"] == "compatible", cell["message"]
+        assert sorted(c["status"] for c in cell["cases"]) == ["passed"] * 4
+    assert cells[("native", "project:rvbroken")]["verdict"] == "compatible"
+    broken = cells[(RV, "project:rvbroken")]
+    assert broken["verdict"] == "not-run"
+    assert broken["cases"] == []
+    assert "building rvbroken (the project) (rvbroken) in the target failed after" in broken["message"]
+    assert 'error: #error "rvbroken does not build on RISC-V' in broken["message"], broken["message"]
+
+    columns = {(p["suite"], t["target"]): t for p in data["projects"] for t in p["targets"]}
+    assert columns[("project:isodates", "native")]["builds"] == []  # PyPI's x86-64 wheel: nothing to build
+    (ciso,) = columns[("project:isodates", RV)]["builds"]
+    assert (ciso["name"], ciso["requirement"], ciso["error"]) == ("ciso8601", "ciso8601>=2.4", "")
+    assert re.fullmatch(r"ciso8601-[\d.]+\.tar\.gz", ciso["source"]), ciso
+    assert re.fullmatch(r"ciso8601-[\d.]+-cp313-cp313-linux_riscv64\.whl", ciso["wheel"]), ciso
+    assert 1 < ciso["seconds"] < 600
+    print(f"ciso8601 built in the target in {ciso['seconds']} s")
+    (req,) = columns[("project:isodates", RV)]["requirements"]
+    assert (req["name"], req["choice"]) == ("ciso8601", "sdist")
+    (rvb,) = columns[("project:rvbroken", RV)]["builds"]
+    assert rvb["wheel"] == ""
+    assert "error: #error" in rvb["error"]
+
+    index = (out / "index.html").read_text(encoding="utf-8")
+    table = index[index.index('<section class="deps" id="deps-project-isodates') :]
+    table = table[: table.index("</section>")]
+    assert re.search(r'<td class="dep-sdist">sdist only [\d.]+, built in the target in [\d.]+ s', table), table
+    facts = {t["name"]: t["facts"] for t in data["targets"]}
+    assert facts[RV]["packages"]["isodates"] == "0.1.0"
+    log = out / "projects" / "isodates" / "builds" / RV / "ciso8601.log"
+    assert "Successfully built ciso8601" in log.read_text()
+
+
+def test_build_in_target_with_native_alone_builds_nothing(tmp_path: Path) -> None:
+    """With the native target alone --build-in-target changes nothing: ciso8601 comes as PyPI's wheel for the
+    host, no image is made and no target is started to build (a few seconds)."""
+    out = tmp_path / "r"
+    argv = [sys.executable, "-m", "harness.cli", "--root", str(ROOT), "run", "-t", "native", "--build-in-target"]
+    done = subprocess.run(
+        [*argv, "--project", str(PROJECTS / "isodates"), "--out", str(out), "--no-history"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    data = json.loads((out / "results.json").read_text())
+    (cell,) = data["cells"]
+    assert (cell["verdict"], len(cell["cases"])) == ("compatible", 4)
+    (column,) = data["projects"][0]["targets"]
+    assert column["builds"] == []
+    assert column["requirements"][0]["choice"] == "wheel"
+    assert not (out / "projects" / "isodates" / "builds").exists()

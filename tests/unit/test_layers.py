@@ -57,12 +57,14 @@ LAYERS: list[tuple[str, set[str]]] = [
             "harness.doctor",
             "harness.project",
             "harness.project_wheel",
+            "harness.project_sdist",
         },
     ),
     (
         "runner: a run of cells, and what a run needs",
         {
             "harness.runner",
+            "harness.project_build",
             "harness.cell",
             "harness.guest",
             "harness.judge",
