@@ -151,8 +151,10 @@ def test_build_in_target_compiles_an_sdist_only_c_extension_on_riscv64(private_c
     build-essential, python3-dev, pip, setuptools, wheel: one layer on the shared image, cached) compiles it
     under emulation, offline, and the time is recorded; native takes PyPI's x86-64 wheel and builds nothing.
     rvbroken's own C extension refuses to compile for RISC-V: its riscv64 cell is not-run with the
-    compiler's first error line, its native cell passes.  Measured on a 2-core host: the image layer once
-    (~85 s), then the whole run ~60 s (ciso8601 builds in ~13 s under qemu-user)."""
+    compiler's first error line, its native cell passes.  Measured on the 2-core CI-like host: the image
+    layer, once (cold: 83 s for build-essential, python3-dev and python3-pip on the shared image, 20 s more
+    for python3-setuptools and python3-wheel), then the run 29 s idle to 114 s with the host loaded
+    (ciso8601 builds in 10-13 s under qemu-user, 46 s loaded): under 4 minutes cold."""
     out = tmp_path / "r"
     argv = [sys.executable, "-m", "harness.cli", "--root", str(ROOT), "run", "-t", f"native,{RV}", "--build-in-target"]
     projects = ["--project", str(PROJECTS / "isodates"), "--project", str(PROJECTS / "rvbroken")]
