@@ -14,9 +14,9 @@ duration is at least ``threshold`` times its fastest duration in the last
 ``min_change`` seconds more (the defaults of `leapfrog compare`,
 :data:`harness.records.DEFAULT_RULES`).  Right after its cell's passes, in the
 same target, the suspects run again N times (one pytest process per round,
-all of the cell's suspects together).  A suspect's ``duration`` becomes the
-fastest of its passed timings and ``retimed`` keeps every passed timing, the
-first run's first.  A round where it did not pass adds no timing and changes
+all of the cell's suspects together).  A suspect keeps the result of its
+fastest passed round (its duration, and the metrics measured with it) and
+``retimed`` lists every passed timing, the first run's first.  A round where it did not pass adds no timing and changes
 no status.  Without history there are no suspects: the first run of a cell is
 never re-timed.
 """
@@ -24,7 +24,7 @@ never re-timed.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, MutableMapping
 from pathlib import Path
 from typing import Final
 
@@ -106,30 +106,34 @@ def suspects(cases: Mapping[str, CaseResult], earlier: Mapping[str, float], rule
     return [n for _, n in sorted(found, reverse=True) if not _is_child(n, cases)][:MAX_SUSPECTS]
 
 
-def retime(done: Mapping[str, CaseResult], earlier: Mapping[str, float], rounds: int, run_round: Round) -> str:
-    """Re-time the suspects of ``done`` (a cell's cases, changed in place) ``rounds`` times; return a problem.
+def retime(done: MutableMapping[str, CaseResult], earlier: Mapping[str, float], rounds: int, run_round: Round) -> str:
+    """Re-time the suspects of ``done`` (a cell's cases, replaced in place) ``rounds`` times; return a problem.
 
     ``run_round`` runs the node ids given and returns the cases it recorded and
     any problem reading them back; a problem ends the re-timing (the timings
-    gathered so far are kept) and is returned for the cell to report.
+    gathered so far are kept) and is returned for the cell to report.  Each
+    suspect keeps the result of its fastest passed round, metrics and output
+    with it (a timing metric measured in a stalled round is as stalled as the
+    case), with ``retimed`` set.
     """
     names = suspects(done, earlier)
     if not names or rounds < 1:
         return ""
-    timings = {n: [done[n].duration] for n in names}
+    seen: dict[str, list[CaseResult]] = {n: [done[n]] for n in names}
     problem = ""
     for r in range(rounds):
         again, problem = run_round(names, r)
         for n in names:
             c = again.get(n)
             if c is not None and c.status is Status.PASSED and c.duration > 0:
-                timings[n].append(c.duration)
+                seen[n].append(c)
         if problem:
             break
-    for n, seen in timings.items():
-        if len(seen) > 1:
-            done[n].retimed = seen
-            done[n].duration = min(seen)
+    for n, results in seen.items():
+        if len(results) > 1:
+            fastest = min(results, key=lambda c: c.duration)
+            fastest.retimed = [c.duration for c in results]
+            done[n] = fastest
     return problem
 
 

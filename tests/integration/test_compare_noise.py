@@ -77,5 +77,12 @@ def test_back_to_back_native_runs_compare_clean(tmp_path: Path) -> None:
     # The two real runs: no regression.
     done = leapfrog("compare", str(first), str(second), "--db", db)
     print(done.stdout)
-    assert done.returncode == 0, f"load {load:.1f} on {os.cpu_count()} cores\n{done.stdout[-5000:]}"
+    retimed = {
+        k["name"]: k["retimed"]
+        for c in json.loads((second / "results.json").read_text())["cells"]
+        for k in c["cases"]
+        if k.get("retimed")
+    }
+    print(f"load {load:.1f} on {os.cpu_count()} cores; re-timed in the second run: {retimed}")
+    assert done.returncode == 0, f"load {load:.1f}; re-timed {retimed}\n{done.stdout[-5000:]}"
     assert "\n0 regression(s): 0 new failure(s), 0 worse verdict(s), 0 slower;" in done.stdout

@@ -37,7 +37,7 @@ def test_a_suspect_clears_the_ratio_and_the_floor_of_compare() -> None:
     assert retime.suspects(cases, earlier) == ["t.py::worse", "t.py::stalled"]
 
 
-def test_a_stall_keeps_the_fastest_timing_and_a_real_slowdown_stays() -> None:
+def test_a_stall_keeps_the_fastest_round_and_a_real_slowdown_stays() -> None:
     done = {"t.py::stall": ok("t.py::stall", 0.8), "t.py::real": ok("t.py::real", 0.9)}
     earlier = {"t.py::stall": 0.1, "t.py::real": 0.1}
     asked: list[list[str]] = []
@@ -45,12 +45,13 @@ def test_a_stall_keeps_the_fastest_timing_and_a_real_slowdown_stays() -> None:
 
     def one_round(names: list[str], n: int) -> tuple[dict[str, CaseResult], str]:
         asked.append(names)
-        return {name: ok(name, seconds[name][n]) for name in names}, ""
+        return {name: CaseResult(name, Status.PASSED, seconds[name][n], metrics={"spawn_s": n}) for name in names}, ""
 
     assert retime.retime(done, earlier, 2, one_round) == ""
     assert asked == [["t.py::real", "t.py::stall"]] * 2
     assert done["t.py::stall"].duration == 0.11
     assert done["t.py::stall"].retimed == [0.8, 0.11, 0.3]
+    assert done["t.py::stall"].metrics == {"spawn_s": 0}  # measured in the fastest round, with its duration
     assert done["t.py::real"].duration == 0.85  # slow in every round: still 8.5× its history
     assert done["t.py::real"].retimed == [0.9, 0.95, 0.85]
     again = CaseResult.from_dict(json.loads(json.dumps(done["t.py::stall"].to_dict())))
