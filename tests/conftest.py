@@ -33,13 +33,27 @@ def pytest_sessionstart(session: pytest.Session) -> None:
     temp_root = Path(tempfile.gettempdir()) / f"pytest-of-{getpass.getuser()}"
     if not mounts_under(temp_root):
         return
-    left = unmount_under(temp_root)
+    left = []
+    for folder in sorted(temp_root.iterdir()):
+        if folder.is_symlink() or not folder.is_dir() or _held_by_a_live_session(folder):
+            continue  # another pytest session, still running, owns it: its chroots are live
+        if mounts_under(folder):
+            left += unmount_under(folder)
     if left:
         pytest.exit(
             f"mounts left in pytest's temp folders by an earlier run could not be removed: {', '.join(left)}; "
             "unmount them by hand (umount -R -l PATH) before running the tests, so pytest never deletes through them.",
             returncode=3,
         )
+
+
+def _held_by_a_live_session(folder: Path) -> bool:
+    """pytest writes its pid into a numbered temp folder's ``.lock`` and removes it at exit; a live pid holds it."""
+    try:
+        pid = int((folder / ".lock").read_text().strip())
+    except (OSError, ValueError):
+        return False  # no lock: the session ended (or was killed before writing it)
+    return pid > 0 and pid != os.getpid() and Path(f"/proc/{pid}").exists()
 
 
 @pytest.fixture(scope="session", autouse=True)
