@@ -5,9 +5,10 @@ private history database), then compares every consecutive pair twice: with
 today's rules (ratio, absolute floor, history spread) and with the ratio alone
 (`--min-change 0 --min-median-change 0 --history 0 --min-history 1`, which is
 how compare judged before).  Nothing changed between the runs, so every
-regression counted is noise.
+regression counted is noise.  ``--retime-slow N`` passes the same option to
+every run (cases slower than their history are timed again; harness/retime.py).
 
-    python3 bench/compare_noise.py [--runs 10] [--suite platform] [--target native]
+    python3 bench/compare_noise.py [--runs 10] [--suite platform] [--target native] [--retime-slow 2]
 """
 
 from __future__ import annotations
@@ -43,13 +44,15 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--suite", default="platform")
     ap.add_argument("--target", default="native")
+    ap.add_argument("--retime-slow", type=int, default=0, help="passed to every leapfrog run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "history.sqlite"
         outs = []
         for i in range(args.runs):
             out = Path(tmp) / f"run{i}"
-            leapfrog("run", "-t", args.target, "-s", args.suite, "--out", str(out), "--db", str(db))
+            retime = ["--retime-slow", str(args.retime_slow)]
+            leapfrog("run", "-t", args.target, "-s", args.suite, "--out", str(out), "--db", str(db), *retime)
             outs.append(out)
         pairs = list(itertools.pairwise(outs))
         new = [regressions(a, b, db, []) for a, b in pairs]
@@ -59,6 +62,7 @@ def main() -> None:
         {
             "suite": args.suite,
             "target": args.target,
+            "retime_slow": args.retime_slow,
             "pairs": len(pairs),
             "ratio_only": {"per_pair": old, "total": sum(old), "pairs_with_any": sum(1 for n in old if n)},
             "rules": {"per_pair": new, "total": sum(new), "pairs_with_any": sum(1 for n in new if n)},
