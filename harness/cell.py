@@ -17,17 +17,18 @@ import dataclasses
 import json
 import os
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness import autotimeout, probe_lines, retime
+from harness import autotimeout, lanes, probe_lines, retime
 from harness.errors import TargetError
 from harness.judge import Judgment, cell_verdict, judge_pass, signal_name
 from harness.model import CaseResult, CellResult, Status
 from harness.plan import PlannedCell
-from harness.probe import FACTS_FILE, PLUGIN_FILE, SUITE_HELPERS
+from harness.probe import FACTS_FILE, PLUGIN_FILE, SELECT_FILE, SUITE_HELPERS
 from harness.probe_lines import MAX_LOG, MAX_MESSAGE, ProbeOutput, bound, lines_of, parse_probe_lines, size_text, tail
 from harness.readback import NotRegularFile, ResultsDir, Tail
 from harness.targets import Completed, Target
@@ -62,6 +63,9 @@ class _Cell:
     message: str = ""  # why the cell ended early
     #: Why what the target sent back cannot be trusted whole: makes the cell infra-error.
     problem: str = ""
+    #: Its pytest processes (one unless split over workers); they share ``done`` when there is one.
+    lanes: list[lanes.Lane] = dataclasses.field(default_factory=list)
+    passes: int = 0  # pytest passes started, all workers together
 
 
 class CellRunner:
@@ -90,6 +94,12 @@ class CellRunner:
         self.emit = emit
         self.host_driven = cell.suite.kind == "host-driven"
         self.where: Target = host_target() if self.host_driven else target
+        #: pytest processes the cell is split over (:func:`harness.lanes.plan_workers`), and the
+        #: baseline's case durations that balance the split (:func:`harness.lanes.weights`).
+        self.workers = 1
+        self.weights: dict[str, float] = {}
+        #: Guards what the workers' threads share: the cell's cases, log, notes and announcements.
+        self._lock = threading.RLock()
 
     def run(self) -> CellResult:
         start = time.monotonic()
@@ -111,6 +121,7 @@ class CellRunner:
         t = self.where
         t.put(suite.path, f"{base}/suite")
         t.put(PLUGIN_FILE, f"{base}/probe/leapfrog_probe.py")
+        t.put(SELECT_FILE, f"{base}/probe/leapfrog_select.py")
         for helper in SUITE_HELPERS:
             t.put(helper, f"{base}/probe/{helper.name}")
         if self.want_facts is not None:
@@ -136,6 +147,12 @@ class CellRunner:
         }
         if self.want_facts is not None:
             env["LEAPFROG_FACTS"] = ",".join(self.want_facts)
+        if self.workers > 1 and self.weights:
+            with tempfile.TemporaryDirectory(prefix="leapfrog-weights-") as tmp:
+                table = Path(tmp) / "weights.json"
+                table.write_text(json.dumps({"cases": self.weights}, ensure_ascii=False), encoding="utf-8")
+                t.put(table, f"{base}/probe/weights.json")
+            env["LEAPFROG_WORKER_WEIGHTS"] = f"{base}/probe/weights.json"
         if self.host_driven:
             env["LEAPFROG_TARGET_FILE"] = str(self.target.config.file)
             # pytest runs on the host and loads harness.hostplugin: make this very
@@ -167,6 +184,7 @@ class CellRunner:
         argv, env = self.prepare(base)
         with tempfile.TemporaryDirectory(prefix="leapfrog-cell-") as tmp:
             cell = _Cell(argv, env, base, deadline, ResultsDir(self.where, base, Path(tmp)), Path(tmp))
+            cell.lanes = lanes.make(cell.env, base, cell.done, self.workers)
             try:
                 self._passes(cell)
                 if self.options.reruns and not cell.message and not cell.problem:
@@ -180,56 +198,80 @@ class CellRunner:
         return self._result(cell, start)
 
     def _passes(self, cell: _Cell) -> None:
-        """Run pytest until the cell is finished, resuming after each case that kills it (``max_resumes``)."""
+        """Run every lane's passes (at once, a thread each, when split over workers), then merge what they recorded."""
+        if len(cell.lanes) == 1:
+            self._lane_passes(cell, cell.lanes[0])
+            cell.message = cell.lanes[0].message
+            return
+        lanes.run_all(cell.lanes, lambda lane: self._lane_passes(cell, lane), self.where.stop)
+        merged, cell.message = lanes.merged(cell.lanes)
+        cell.done.update(merged)
+        cell.problem = cell.problem or lanes.collection_problem(cell.lanes, self.cell.suite.path / "suite.toml")
+
+    def _lane_passes(self, cell: _Cell, lane: lanes.Lane) -> None:
+        """Run one lane's pytest until it is finished, resuming after each case that kills it (``max_resumes``,
+        for all lanes together)."""
         suite = self.cell.suite
-        for attempt in range(self.options.max_resumes + 1):
+        while True:
+            with self._lock:
+                if cell.problem or cell.passes >= self.options.max_resumes + len(cell.lanes):
+                    return
+                cell.passes += 1
             remaining = cell.deadline - time.monotonic()
             if remaining <= 0:
-                cell.message = f"the cell ran out of its {suite.timeout:.0f} s budget"
+                lane.message = f"the cell ran out of its {suite.timeout:.0f} s budget"
                 return
-            proc, out = self._one_pass(cell, attempt, remaining)
+            proc, out = self._one_pass(cell, lane, remaining)
             if cell.problem:
                 return
-            judged = self._judge(proc, out, cell)
+            judged = self._judge(proc, out, lane.done)
             if judged.victim is not None:
-                cell.done[judged.victim.name] = judged.victim
-                self.emit("case", {"target": self.target.name, "suite": suite.name, "case": judged.victim})
+                with self._lock:
+                    lane.done[judged.victim.name] = judged.victim
+                    self.emit("case", {"target": self.target.name, "suite": suite.name, "case": judged.victim})
             if judged.finished:
-                cell.message = judged.message
+                lane.message = judged.message
                 return
-            self._resume_after(cell)
+            self._resume_after(cell, lane)
 
-    def _one_pass(self, cell: _Cell, attempt: int, remaining: float) -> tuple[Completed, ProbeOutput]:
+    def _one_pass(self, cell: _Cell, lane: lanes.Lane, remaining: float) -> tuple[Completed, ProbeOutput]:
         """Run pytest once (announcing cases as they finish, where the host can read them), then read its results."""
-        with Tail(cell.results.reader("results.jsonl"), self._stream):
-            proc = self.where.run(cell.argv, timeout=remaining, env=cell.env, cwd=f"{cell.base}/suite")
-        cell.log.append(
-            f"$ pytest (pass {attempt + 1}) exit={proc.exit_code} signal={signal_name(proc.signal)} "
-            f"timed_out={proc.timed_out} wall={proc.wall:.1f}s\n"
-            f"{tail(proc.stdout, 4000)}{tail(proc.stderr, 4000)}"
-        )
-        out, cell.problem = self._collect(cell, "results.jsonl", cell.done, finished=proc.exit_code in (0, 1))
-        if out.facts is not None and self.facts is None:
-            self.facts = out.facts
-            cell.env.pop("LEAPFROG_FACTS", None)  # once is enough, also after a crash
+        lane.passes += 1
+        with Tail(cell.results.reader(lane.results), self._stream):
+            proc = self.where.run(cell.argv, timeout=remaining, env=lane.env, cwd=f"{cell.base}/suite")
+        which = f"pass {lane.passes}" if lane.of == 1 else f"worker {lane.index + 1}/{lane.of}, pass {lane.passes}"
+        with self._lock:
+            cell.log.append(
+                f"$ pytest ({which}) exit={proc.exit_code} signal={signal_name(proc.signal)} "
+                f"timed_out={proc.timed_out} wall={proc.wall:.1f}s\n"
+                f"{tail(proc.stdout, 4000)}{tail(proc.stderr, 4000)}"
+            )
+            out, problem = self._collect(cell, lane.results, lane.done, finished=proc.exit_code in (0, 1))
+            cell.problem = cell.problem or problem
+            lane.positions.update(out.positions)
+            lane.whole = lane.whole or out.whole
+            if out.facts is not None and self.facts is None:
+                self.facts = out.facts
+                for env in (cell.env, lane.env):
+                    env.pop("LEAPFROG_FACTS", None)  # once is enough, also after a crash
         return proc, out
 
-    def _judge(self, proc: Completed, out: ProbeOutput, cell: _Cell) -> Judgment:
+    def _judge(self, proc: Completed, out: ProbeOutput, done: dict[str, CaseResult]) -> Judgment:
         suite = self.cell.suite
         return judge_pass(
             proc,
             out,
-            cell.done,
+            done,
             cell_timeout=suite.timeout,
             case_timeout=self.options.case_timeout or suite.case_timeout,
             timeouts=self.timeouts,
         )
 
-    def _resume_after(self, cell: _Cell) -> None:
-        """Tell the probe what is already recorded, so the next pass starts after the case that died."""
-        done_file = cell.tmp / "done.txt"
-        done_file.write_text("".join(n + "\n" for n in cell.done))
-        self.where.put(done_file, f"{cell.base}/done.txt")
+    def _resume_after(self, cell: _Cell, lane: lanes.Lane) -> None:
+        """Tell the lane's probe what it already recorded, so its next pass starts after the case that died."""
+        done_file = cell.tmp / lane.done_file
+        done_file.write_text("".join(n + "\n" for n in lane.done))
+        self.where.put(done_file, f"{cell.base}/{lane.done_file}")
 
     def _result(self, cell: _Cell, start: float) -> CellResult:
         cases = list(cell.done.values())
@@ -243,6 +285,7 @@ class CellRunner:
             wall=round(time.monotonic() - start, 3),
             message=bound("\n".join(m for m in (cell.problem, cell.message, *cell.notes) if m), MAX_MESSAGE),
             log=tail("\n".join(cell.log), MAX_LOG),
+            workers=len(cell.lanes),
         )
 
     def _collect(
@@ -273,14 +316,16 @@ class CellRunner:
             if n not in cell.notes and len(cell.notes) < probe_lines.MAX_NOTES:
                 cell.notes.append(n)
         over = out.dropped_cases > 0
+        others = sum(len(ln.done) for ln in cell.lanes if ln.done is not into) if len(cell.lanes) > 1 else 0
         for c in out.cases:
             if c.name in into:
                 continue
-            if len(into) >= probe_lines.MAX_CASES:
+            if len(into) + others >= probe_lines.MAX_CASES:
                 over = True
                 break
             into[c.name] = c
             if announce and c.name not in self.streamed:
+                self.streamed.add(c.name)
                 self.emit("case", {"target": self.target.name, "suite": suite.name, "case": c})
         if more:
             cap = size_text(probe_lines.MAX_RESULTS_BYTES)
@@ -298,6 +343,10 @@ class CellRunner:
         return out, ""
 
     def _stream(self, cases: list[CaseResult]) -> None:
+        with self._lock:
+            self._announce(cases)
+
+    def _announce(self, cases: list[CaseResult]) -> None:
         for c in cases:
             if c.name not in self.streamed and len(self.streamed) < probe_lines.MAX_CASES:
                 self.streamed.add(c.name)

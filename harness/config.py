@@ -14,7 +14,7 @@ import re
 import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from harness.errors import ConfigError
 from harness.kinds import KINDS
@@ -247,6 +247,8 @@ class SuiteFile:
     packages: SuitePackages = dataclasses.field(default_factory=SuitePackages)
     settings: dict[str, str | int | float | bool] = dataclasses.field(default_factory=dict)
     ports: list[int] = dataclasses.field(default_factory=list)  # servers listen here inside the target
+    workers: int | str = 1  # pytest processes for the cell, or "auto"; --workers wins
+    parallel: bool = True  # false: never split the cell over workers, whatever --workers says
 
 
 @dataclasses.dataclass(frozen=True)
@@ -265,14 +267,32 @@ class SuiteConfig:
     auto_timeout: bool = False
     #: Why this suite's cell is not run on its target (``--project`` with a dependency nothing provides).
     not_run: str = ""
+    #: suite.toml ``workers``: pytest processes to split the cell over, "auto" (the target's cores) or None (not set).
+    workers: int | Literal["auto"] | None = None
+    #: suite.toml ``parallel = false``: the cell always runs in one process.
+    parallel: bool = True
 
     def packages_for(self, distro: str) -> list[str]:
         return list(getattr(self.packages, distro, []))
 
 
+def suite_workers(value: int | str, path: Path) -> int | Literal["auto"]:
+    """suite.toml's ``workers``, checked: a count of 1 to 64, or ``"auto"``."""
+    if isinstance(value, str) and value.strip().lower() == "auto":
+        return "auto"
+    if isinstance(value, int) and 1 <= value <= 64:
+        return value
+    raise ConfigError(
+        f'{path}: key "workers" is {value!r}; write a number of pytest processes from 1 to 64, or "auto" for the '
+        f"target's usable cores (1 keeps the suite serial unless --workers says otherwise; "
+        f'"parallel = false" keeps it serial always).'
+    )
+
+
 def load_suite(folder: Path) -> SuiteConfig:
     path = folder / "suite.toml"
-    sf: SuiteFile = build_dataclass(SuiteFile, read_toml(path), file=path)
+    table = read_toml(path)
+    sf: SuiteFile = build_dataclass(SuiteFile, table, file=path)
     if sf.kind not in SUITE_KINDS:
         raise ConfigError(
             f'{path}: key "kind" is "{sf.kind}"{suggest(sf.kind, SUITE_KINDS)}; '
@@ -297,6 +317,8 @@ def load_suite(folder: Path) -> SuiteConfig:
         if not 1 <= port <= 65535:
             raise ConfigError(f'{path}: key "ports" holds {port}, which is not a TCP port; use 1-65535.')
     return SuiteConfig(
+        workers=suite_workers(sf.workers, path) if "workers" in table else None,
+        parallel=sf.parallel,
         name=folder.name,
         path=folder,
         description=sf.description,

@@ -251,6 +251,7 @@ class CellResult:
     message: str = ""  # why infra-error / not-run
     attempts: int = 1
     log: str = ""  # bounded tail of the pytest process output
+    workers: int = 1  # pytest processes the cell's cases were split over (--workers)
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in Status}
@@ -267,6 +268,7 @@ class CellResult:
             "message": self.message,
             "attempts": self.attempts,
             "log": self.log,
+            "workers": self.workers,
             "counts": self.counts(),
             "cases": [c.to_dict() for c in self.cases],
         }
@@ -282,6 +284,7 @@ class CellResult:
             message=str(d.get("message", "")),
             attempts=int(d.get("attempts", 1)),
             log=str(d.get("log", "")),
+            workers=int(d.get("workers", 1)),
         )
 
 

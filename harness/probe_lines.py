@@ -62,6 +62,10 @@ class ProbeOutput:
     notes: list[str] = dataclasses.field(default_factory=list)
     #: Cases left out because the output held more than ``max_cases``.
     dropped_cases: int = 0
+    #: One worker of several (LEAPFROG_WORKER): each collected case's position in the whole collection.
+    positions: dict[str, int] = dataclasses.field(default_factory=dict)
+    #: One worker of several: the whole collection as "<cases>:<digest of their names>" (alike in every worker).
+    whole: str = ""
 
 
 def _describe(value: object) -> str:
@@ -86,6 +90,8 @@ def parse_probe_lines(lines: Iterable[str], max_cases: int | None = None) -> Pro
     facts: dict[str, Any] | None = None
     notes: list[str] = []
     dropped = 0
+    positions: dict[str, int] = {}
+    whole = ""
 
     def note(text: str) -> None:
         if len(notes) < MAX_NOTES:
@@ -107,6 +113,10 @@ def parse_probe_lines(lines: Iterable[str], max_cases: int | None = None) -> Pro
                 started.append(name)
         elif event == "collected" and isinstance(rec.get("names"), list):
             collected = [clean_text(n)[:1000] for n in rec["names"][:max_cases]]
+            places = rec.get("positions")
+            if isinstance(places, list):
+                positions = {n: p for n, p in zip(collected, places, strict=False) if type(p) is int and p >= 0}
+                whole = clean_text(f"{rec.get('total')}:{rec.get('digest')}")[:100]
         elif event == "case" and name:
             if name not in cases and len(cases) >= max_cases:
                 dropped += 1
@@ -152,7 +162,7 @@ def parse_probe_lines(lines: Iterable[str], max_cases: int | None = None) -> Pro
     unfinished = [n for n in started if n not in cases]
     if not unfinished:
         unfinished = [n for n in collected if n not in cases][:1]
-    return ProbeOutput(list(cases.values()), unfinished, collected, ended, facts, notes, dropped)
+    return ProbeOutput(list(cases.values()), unfinished, collected, ended, facts, notes, dropped, positions, whole)
 
 
 def _clean_facts(raw: dict[str, Any]) -> dict[str, Any]:

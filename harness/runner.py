@@ -13,13 +13,14 @@ import concurrent.futures
 import contextlib
 import dataclasses
 import datetime as _dt
+import math
 import os
 import platform
 import threading
 from pathlib import Path
 from typing import Any
 
-from harness import __version__, autotimeout, guest, judge
+from harness import __version__, autotimeout, guest, judge, lanes
 from harness.cell import CellRunner, Event
 from harness.errors import LeapfrogError, TargetError
 from harness.known_issues import KnownIssue
@@ -35,6 +36,8 @@ from harness.targets import Target, make_target
 class RunOptions:
     out: Path
     jobs: int = 1
+    #: ``--workers``: pytest processes per in-target cell, "auto" (the target's cores), None: suite.toml decides.
+    workers: lanes.Workers | None = None
     retries: int = 1  # extra attempts for a cell that ended in infra-error
     max_resumes: int = 20  # how many crashes one cell may resume after
     reruns: int = 0  # failed cases are run again this many times; pass on re-run = flaky
@@ -264,6 +267,7 @@ class Runner:
             self._set_timeouts(runner, cell)
         if info.facts is None and cell.suite.kind == "in-target":
             runner.want_facts = self.plan.key_packages_for(name)
+        self._set_workers(runner, target, cell)
         try:
             result = runner.run()
         finally:
@@ -273,6 +277,43 @@ class Runner:
         if info.facts is None:  # the probe could not say: ask separately
             self._set_facts(name, target.facts())
         return result
+
+    def _set_workers(self, runner: CellRunner, target: Target, cell: PlannedCell) -> None:
+        """How many pytest processes the cell is split over, balanced by the baseline's durations when known."""
+        suite = cell.suite
+        baseline = self.run.cell(self.run.baseline, suite.name) if self.run.baseline != target.name else None
+        with self.writer.lock:
+            weights, cases = lanes.weights(baseline), lanes.top_level(baseline)
+        plan = lanes.plan_workers(
+            kind=suite.kind,
+            parallel=suite.parallel,
+            suite_workers=suite.workers,
+            requested=self.options.workers,
+            cores=lambda: self._cores(target),
+            cases=cases,
+        )
+        runner.workers, runner.weights = plan.count, weights
+        if plan.count > 1:
+            how = f"balanced by {self.run.baseline}'s durations" if weights else "dealt round-robin"
+            message = f"{suite.name}: {plan.count} workers (cases {how})"
+            self.emit("progress", {"target": target.name, "message": message})
+        elif plan.serial_because:
+            self.emit("progress", {"target": target.name, "message": f"{suite.name}: serial: {plan.serial_because}"})
+
+    def _cores(self, target: Target) -> int:
+        """The target's usable cores, for ``workers = "auto"``: the host's where it runs on the host's cores."""
+        options = target.config.options
+        if target.kind == "qemu-vm":
+            return int(getattr(options, "cpus", 1))
+        limit = float(getattr(options, "cpus", 0) or 0)
+        if target.kind == "docker" and limit > 0:
+            return max(1, min(lanes.host_cores(), math.ceil(limit)))
+        if target.kind in ("native", "chroot", "docker"):
+            return lanes.host_cores()
+        script = "import os; print(len(os.sched_getaffinity(0)))"
+        proc = target.run([target.config.python, "-c", script], timeout=120)
+        text = proc.stdout.strip()
+        return int(text) if proc.ok and text.isdigit() and int(text) > 0 else 1
 
     def _auto(self, cell: PlannedCell) -> bool:
         """Whether the cell's case timeouts are scaled from the baseline (a number on the command line wins)."""

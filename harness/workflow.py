@@ -58,6 +58,7 @@ class RunRequest:
     suites: Sequence[str] = ()
     out: Path | None = None
     jobs: int = 1
+    workers: int | str | None = None  # pytest processes per cell, "auto", or None (suite.toml decides)
     retries: int = 1
     reruns: int = 0
     retime_slow: int = 0  # --retime-slow N (harness.retime)
@@ -193,6 +194,7 @@ def prepare(p: Project, req: RunRequest, *, warn: Say = _quiet, progress: Say = 
     options = RunOptions(
         out=out_dir,
         jobs=req.jobs,
+        workers="auto" if req.workers == "auto" else None if req.workers is None else int(req.workers),
         retries=req.retries,
         reruns=req.reruns,
         retime_slow=req.retime_slow,

@@ -31,11 +31,31 @@ class CaseTimeout(click.ParamType):  # type: ignore[type-arg]  # generic from cl
         return seconds
 
 
+class WorkerCount(click.ParamType):  # type: ignore[type-arg]  # generic from click 8.2, not in 8.1
+    """``--workers``: pytest processes per cell, 1 to 64, or ``auto``."""
+
+    name = "N|auto"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int | str:
+        if isinstance(value, int) or str(value).strip().lower() == "auto":
+            return value if isinstance(value, int) else "auto"
+        text = str(value).strip()
+        if not text.isdigit() or not 1 <= int(text) <= 64:
+            self.fail(f'"{value}" is neither a number of pytest processes from 1 to 64 nor "auto" (for example 2).')
+        return int(text)
+
+
 @click.command()
 @click.option("--target", "-t", "targets", multiple=True, help="Target name (repeat or comma list).")
 @click.option("--suite", "-s", "suites", multiple=True, help="Suite name (repeat or comma list).")
 @click.option("--out", "-o", type=click.Path(file_okay=False, path_type=Path), help="Report folder [reports/<time>].")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, show_default=True, help="Targets run at once.")
+@click.option(
+    "--workers",
+    type=WorkerCount(),
+    help="pytest processes each in-target cell is split over in its target, or auto (the target's usable cores); "
+    "overrides suite.toml's workers [suite.toml, else 1].",
+)
 @click.option(
     "--retries",
     type=click.IntRange(0, 10),
@@ -100,6 +120,7 @@ def run(
     suites: tuple[str, ...],
     out: Path | None,
     jobs: int,
+    workers: int | str | None,
     retries: int,
     reruns: int,
     retime_slow: int,
@@ -125,6 +146,7 @@ def run(
         suites=split(suites),
         out=out,
         jobs=jobs,
+        workers=workers,
         retries=retries,
         reruns=reruns,
         retime_slow=retime_slow,

@@ -20,13 +20,14 @@ Environment:
                            each case's own timeout (``case_timeout = "auto"``);
                            a case not in it gets ``default``
 ``LEAPFROG_DONE``          a file of node ids already recorded: deselected
-                           (how the runner resumes after a crash)
+                           (how the runner resumes after a crash; leapfrog_select.py)
 ``LEAPFROG_FACTS``         report the target's facts first (value: comma list
                            of package names whose versions to include)
 ``LEAPFROG_MISSING_PACKAGES`` packages the target's distribution lacks: a test
                            module that cannot import because of them is
                            ``skipped`` with that reason, not an error
 ``LEAPFROG_MAX_CHILD_CASES`` child cases one case may record (default 20000)
+``LEAPFROG_WORKER``        ``K/N``: keep worker K's share of the cases (leapfrog_select.py)
 
 Child cases: a case that runs tests of its own (the ``upstream`` suite runs a
 package's test suite in a subprocess) appends them to the ``child_cases``
@@ -186,24 +187,20 @@ def pytest_unconfigure(config: Any) -> None:
         _OUT = None
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
-    done_file = os.environ.get("LEAPFROG_DONE")
-    if not done_file or not os.path.exists(done_file):
-        return
-    with open(done_file, encoding="utf-8") as f:
-        done = {line.rstrip("\n") for line in f if line.strip()}
-    keep, drop = [], []
-    for item in items:
-        (drop if item.nodeid in done else keep).append(item)
-    if drop:
-        config.hook.pytest_deselected(items=drop)
-        items[:] = keep
+    """This worker's share of the cases (LEAPFROG_WORKER), less those done (LEAPFROG_DONE): leapfrog_select.py."""
+    import leapfrog_select
+
+    leapfrog_select.select(config, items)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: Any) -> None:
     """The cases about to run, in order: the first without a result is the one that was running if the process dies."""
-    _emit({"event": "collected", "names": [item.nodeid for item in session.items]})
+    import leapfrog_select
+
+    _emit(dict(leapfrog_select.collected(session.items), event="collected", names=[i.nodeid for i in session.items]))
 
 
 def pytest_collectreport(report: Any) -> None:

@@ -66,6 +66,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "harness.runner",
             "harness.project_build",
             "harness.cell",
+            "harness.lanes",
             "harness.guest",
             "harness.judge",
             "harness.probe_lines",
