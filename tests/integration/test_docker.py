@@ -398,10 +398,12 @@ def test_the_sweep_spares_a_container_of_another_host_sharing_the_engine(
     # Same hostname and a pid that is free here, but another host's id: not ours to remove.
     labels.update({"leapfrog.host": "another-host-0123456789ab", "leapfrog.pid": str(dead_pid)})
     theirs = engine.api.create_container(target.image_ref, command=["sleep", "infinity"], labels=labels)["Id"]
-    t = started(config, debian_image)
-    try:
-        assert engine.api.inspect_container(theirs)["Id"] == theirs
+    try:  # removed whatever happens, or it stays in the engine and fails later tests' "nothing left" checks
+        t = started(config, debian_image)
+        try:
+            assert engine.api.inspect_container(theirs)["Id"] == theirs
+        finally:
+            t.stop()
     finally:
-        t.stop()
         with contextlib.suppress(docker.errors.NotFound):
             engine.api.remove_container(theirs, force=True)
