@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench._common import median, report, timed
 from bench.overhead import make_suite
 from harness.config import load_project
-from harness.probe import FACTS_FILE, PLUGIN_FILE, SELECT_FILE
+from harness.probe import FACTS_FILE, PLUGIN_FILE, SESSION_FILE
 from harness.targets import make_target
 
 
@@ -43,7 +43,7 @@ def main() -> None:
             suite = make_suite(Path(tmp), args.cases)
             target.put(suite, "/tmp/bench-suite")
             target.put(PLUGIN_FILE, "/tmp/bench-probe/leapfrog_probe.py")
-            target.put(SELECT_FILE, "/tmp/bench-probe/leapfrog_select.py")
+            target.put(SESSION_FILE, "/tmp/bench-probe/leapfrog_session.py")
             target.put(FACTS_FILE, "/tmp/bench-probe/leapfrog_facts.py")
         py = target.config.python
         plain = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "/tmp/bench-suite"]

@@ -28,7 +28,7 @@ from harness.errors import TargetError
 from harness.judge import Judgment, cell_verdict, judge_pass, signal_name
 from harness.model import CaseResult, CellResult, Status
 from harness.plan import PlannedCell
-from harness.probe import FACTS_FILE, PLUGIN_FILE, SELECT_FILE, SUITE_HELPERS
+from harness.probe import FACTS_FILE, PLUGIN_FILE, SESSION_FILE, SUITE_HELPERS
 from harness.probe_lines import MAX_LOG, MAX_MESSAGE, ProbeOutput, bound, lines_of, parse_probe_lines, size_text, tail
 from harness.readback import NotRegularFile, ResultsDir, Tail
 from harness.targets import Completed, Target
@@ -121,7 +121,7 @@ class CellRunner:
         t = self.where
         t.put(suite.path, f"{base}/suite")
         t.put(PLUGIN_FILE, f"{base}/probe/leapfrog_probe.py")
-        t.put(SELECT_FILE, f"{base}/probe/leapfrog_select.py")
+        t.put(SESSION_FILE, f"{base}/probe/leapfrog_session.py")
         for helper in SUITE_HELPERS:
             t.put(helper, f"{base}/probe/{helper.name}")
         if self.want_facts is not None:

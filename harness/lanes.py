@@ -3,7 +3,7 @@
 :func:`plan_workers` says how many processes a cell gets, or why it stays
 serial; :func:`weights` gives each case's expected seconds from the baseline's
 cell of the same suite, for the probe to balance the split
-(``leapfrog_select.py``).  :func:`make` gives each worker a :class:`Lane` (its
+(``leapfrog_session.py``).  :func:`make` gives each worker a :class:`Lane` (its
 environment and files), :func:`run_all` runs them at once, a thread each around
 ``target.run`` (:mod:`harness.cell` drives each lane's passes and crash
 resumes); :func:`merged` puts the workers' cases back in the order one process

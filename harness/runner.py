@@ -105,8 +105,9 @@ class Runner:
         self.options = options
         self.run = new_run(options, plan)
         self.plan = resume_plan(plan, options.previous) if options.previous else plan
-        if any(self._auto(c) for c in self.plan.cells):
-            self.plan = baseline_first(self.plan)  # auto timeouts need the baseline's durations first
+        if any(self._auto(c) or self._may_split(c) for c in self.plan.cells):
+            # Auto timeouts need the baseline's durations first; a split is balanced by them.
+            self.plan = baseline_first(self.plan)
         self.writer = ResultsWriter(self.run, options.out)
         outer = emit or _noop
 
@@ -314,6 +315,11 @@ class Runner:
         proc = target.run([target.config.python, "-c", script], timeout=120)
         text = proc.stdout.strip()
         return int(text) if proc.ok and text.isdigit() and int(text) > 0 else 1
+
+    def _may_split(self, cell: PlannedCell) -> bool:
+        """Whether the cell may run over more than one worker (then the baseline's durations balance the split)."""
+        want = self.options.workers if self.options.workers is not None else cell.suite.workers
+        return want not in (None, 1) and cell.suite.kind == "in-target" and cell.suite.parallel
 
     def _auto(self, cell: PlannedCell) -> bool:
         """Whether the cell's case timeouts are scaled from the baseline (a number on the command line wins)."""

@@ -16,7 +16,7 @@ from pathlib import Path
 PROBE_DIR = Path(__file__).resolve().parent
 PLUGIN_FILE = PROBE_DIR / "leapfrog_probe.py"
 #: The plugin's case selection (a worker's share, less the cases done), put next to it.
-SELECT_FILE = PROBE_DIR / "leapfrog_select.py"
+SESSION_FILE = PROBE_DIR / "leapfrog_session.py"
 FACTS_FILE = PROBE_DIR / "facts.py"
 SUITE_FILE = PROBE_DIR / "leapfrog_suite.py"
 CHECKS_FILE = PROBE_DIR / "leapfrog_checks.py"

@@ -20,14 +20,14 @@ Environment:
                            each case's own timeout (``case_timeout = "auto"``);
                            a case not in it gets ``default``
 ``LEAPFROG_DONE``          a file of node ids already recorded: deselected
-                           (how the runner resumes after a crash; leapfrog_select.py)
+                           (how the runner resumes after a crash; leapfrog_session.py)
 ``LEAPFROG_FACTS``         report the target's facts first (value: comma list
                            of package names whose versions to include)
 ``LEAPFROG_MISSING_PACKAGES`` packages the target's distribution lacks: a test
                            module that cannot import because of them is
                            ``skipped`` with that reason, not an error
 ``LEAPFROG_MAX_CHILD_CASES`` child cases one case may record (default 20000)
-``LEAPFROG_WORKER``        ``K/N``: keep worker K's share of the cases (leapfrog_select.py)
+``LEAPFROG_WORKER``        ``K/N``: keep worker K's share of the cases (leapfrog_session.py)
 
 Child cases: a case that runs tests of its own (the ``upstream`` suite runs a
 package's test suite in a subprocess) appends them to the ``child_cases``
@@ -162,22 +162,13 @@ def _load_timeouts() -> None:
 
 
 def pytest_sessionstart(session: Any) -> None:
-    """With LEAPFROG_FACTS set, report what the target is from this very process.
+    """With LEAPFROG_FACTS set (a comma list of Python distributions whose versions to include), report what
+    the target is from this very process, a forked child of it taking them while the cases run
+    (leapfrog_session.py): no separate interpreter start (about a second under qemu-user)."""
+    if os.environ.get("LEAPFROG_FACTS") is not None:
+        import leapfrog_session
 
-    Its value is a comma list of Python distributions whose versions to include.
-    Saves the runner a separate interpreter start (about a second under qemu-user).
-    """
-    wanted = os.environ.get("LEAPFROG_FACTS")
-    if wanted is None:
-        return
-    try:
-        import leapfrog_facts
-
-        facts = leapfrog_facts.collect([p for p in wanted.split(",") if p])
-    except Exception as e:  # the runner falls back to a separate facts run
-        _emit({"event": "facts-error", "error": repr(e)})
-        return
-    _emit({"event": "facts", "facts": facts})
+        leapfrog_session.start_facts(_emit)
 
 
 def pytest_unconfigure(config: Any) -> None:
@@ -189,18 +180,18 @@ def pytest_unconfigure(config: Any) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
-    """This worker's share of the cases (LEAPFROG_WORKER), less those done (LEAPFROG_DONE): leapfrog_select.py."""
-    import leapfrog_select
+    """This worker's share of the cases (LEAPFROG_WORKER), less those done (LEAPFROG_DONE): leapfrog_session.py."""
+    import leapfrog_session
 
-    leapfrog_select.select(config, items)
+    leapfrog_session.select(config, items)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: Any) -> None:
     """The cases about to run, in order: the first without a result is the one that was running if the process dies."""
-    import leapfrog_select
+    import leapfrog_session
 
-    _emit(dict(leapfrog_select.collected(session.items), event="collected", names=[i.nodeid for i in session.items]))
+    _emit(dict(leapfrog_session.collected(session.items), event="collected", names=[i.nodeid for i in session.items]))
 
 
 def pytest_collectreport(report: Any) -> None:
@@ -439,4 +430,8 @@ def decide(current: Optional[str], status: Optional[str]) -> Optional[str]:
 
 
 def pytest_sessionfinish(session: Any, exitstatus: Any) -> None:
+    if os.environ.get("LEAPFROG_FACTS") is not None:
+        import leapfrog_session
+
+        leapfrog_session.poll_facts(_emit, wait=leapfrog_session.FACTS_WAIT)
     _emit({"event": "end", "exitstatus": int(exitstatus)})

@@ -1,7 +1,9 @@
-"""Which collected cases one pytest process runs: its worker's share, less those already done.
+"""What the probe does around the session: which collected cases this process runs (its worker's
+share, less those already done), and the target's facts, collected beside the cases.
 
 Stdlib and pytest only, next to ``leapfrog_probe.py`` in the target (its
-``pytest_collection_modifyitems`` calls :func:`select`).
+``pytest_collection_modifyitems`` calls :func:`select`, its
+``pytest_sessionstart`` :func:`start_facts`).
 
 ``LEAPFROG_WORKER=K/N``: this process is worker K (0-based) of N that share
 the cell.  Every worker collects the whole suite and computes the same split
@@ -18,6 +20,14 @@ round-robin.
 ``LEAPFROG_DONE``: a file of node ids already recorded, deselected (how the
 runner resumes after a crash).  A worker splits first and deselects after, so
 every pass of one worker keeps a share of the same whole.
+
+``LEAPFROG_FACTS``: the target's facts (``leapfrog_facts.collect``) are taken by
+a forked child while the cases run, not before them (their numpy import alone
+takes most of a second under qemu-user); the child writes them to a file of its
+own and the probe, the results file's only writer, emits them at the session's
+end, after every line a case wrote (a suite that forges a facts line does not
+override them).  A pass that dies before its end loses them: the runner asks
+again in the next pass, or runs the facts on their own.
 """
 
 from __future__ import annotations
@@ -26,8 +36,11 @@ import hashlib
 import json
 import math
 import os
+import signal
 import sys
-from typing import Any, Dict, List, Optional
+import time
+import warnings
+from typing import Any, Callable, Dict, List, Optional
 
 #: This worker's cases by name, with their positions in the whole collection.
 _POSITIONS: Dict[str, int] = {}
@@ -121,3 +134,73 @@ def collected(items: List[Any]) -> Dict[str, Any]:
     if not _WHOLE:
         return {}
     return dict(_WHOLE, positions=[_POSITIONS.get(item.nodeid, -1) for item in items])
+
+
+#: The child taking the facts, and the file it writes them to.
+_FACTS_CHILD: List[Any] = []
+#: Seconds the session's end waits for the facts (the numpy child of leapfrog_facts is killed after 120 s).
+FACTS_WAIT = 180.0
+
+
+def _facts_record(wanted: List[str]) -> Dict[str, Any]:
+    try:
+        import leapfrog_facts
+
+        return {"event": "facts", "facts": leapfrog_facts.collect(wanted)}
+    except Exception as e:  # the runner falls back to a separate facts run
+        return {"event": "facts-error", "error": repr(e)}
+
+
+def start_facts(emit: Callable[[Dict[str, Any]], None]) -> None:
+    """Take the facts LEAPFROG_FACTS asks for in a forked child; where fork is missing or fails, here and now."""
+    wanted = [p for p in os.environ.get("LEAPFROG_FACTS", "").split(",") if p]
+    results = os.environ.get("LEAPFROG_RESULTS")
+    pid = -1
+    if results and hasattr(os, "fork"):
+        path = results + ".facts"
+        try:
+            with warnings.catch_warnings():  # Python 3.12+ warns of fork() with the watchdog thread running
+                warnings.simplefilter("ignore", DeprecationWarning)
+                pid = os.fork()
+        except OSError:
+            pid = -1
+        if pid == 0:
+            code = 1
+            try:
+                with open(path, "w", encoding="utf-8") as f:
+                    f.write(json.dumps(_facts_record(wanted), ensure_ascii=True, default=str))
+                code = 0
+            finally:
+                os._exit(code)
+        if pid > 0:
+            _FACTS_CHILD[:] = [pid, path]
+            return
+    emit(_facts_record(wanted))
+
+
+def poll_facts(emit: Callable[[Dict[str, Any]], None], wait: float = 0.0) -> None:
+    """Emit the facts once the child is done, waiting ``wait`` seconds at most (then it is killed: facts-error)."""
+    if not _FACTS_CHILD:
+        return
+    pid, path = _FACTS_CHILD
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done, status = pid, 1
+        if done or time.monotonic() >= deadline:
+            break
+        time.sleep(0.02)
+    if not done:
+        if wait <= 0:
+            return
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    del _FACTS_CHILD[:]
+    try:
+        with open(path, encoding="utf-8") as f:
+            record = json.load(f) if done and status == 0 else None
+    except (OSError, ValueError):
+        record = None
+    emit(record if isinstance(record, dict) else {"event": "facts-error", "error": "the facts child failed"})

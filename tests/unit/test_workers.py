@@ -1,6 +1,6 @@
 """``--workers``: one in-target cell split over several pytest processes, merged back as one process gives it.
 
-The split itself is the probe's (``leapfrog_select.py``, run here in real pytest
+The split itself is the probe's (``leapfrog_session.py``, run here in real pytest
 processes on the host); the runner's side (a thread per worker, per-worker crash
 resume, the merge) runs against the scripted fake target and, end to end, on
 the native target with a suite whose cases crash, hang and fail.  The riscv64
@@ -37,7 +37,7 @@ from tests.unit.test_runner_fake import Events, suite
 from tests.unit.test_runner_native import HOSTILE
 
 sys.path.insert(0, str(PROBE_DIR))
-import leapfrog_select  # the probe's module, as the target imports it
+import leapfrog_session  # the probe's module, as the target imports it
 
 # ------------------------------------------------------------------ how many workers
 
@@ -103,9 +103,9 @@ def test_the_workers_option_refuses_what_is_not_a_count(value: str) -> None:
 
 def test_round_robin_without_weights_and_longest_first_with() -> None:
     names = [f"t.py::c{i}" for i in range(7)]
-    assert leapfrog_select.worker_lanes(names, 3, {}) == [0, 1, 2, 0, 1, 2, 0]
+    assert leapfrog_session.worker_lanes(names, 3, {}) == [0, 1, 2, 0, 1, 2, 0]
     weights = {"t.py::c0": 10.0, "t.py::c1": 1.0, "t.py::c2": 1.0, "t.py::c3": 1.0, "t.py::c4": 9.0}
-    got = leapfrog_select.worker_lanes(names, 2, weights)
+    got = leapfrog_session.worker_lanes(names, 2, weights)
     load = [sum(weights.get(n, 1.0) for n, k in zip(names, got, strict=True) if k == w) for w in (0, 1)]
     assert got[0] != got[4]  # the two long cases on different workers
     assert abs(load[0] - load[1]) <= 1.0
@@ -323,3 +323,41 @@ def test_two_workers_give_the_same_cases_as_one_on_a_suite_that_crashes_hangs_an
         assert cell.workers == workers
     assert got[2] == got[1]
     assert {s for _n, s, _m in got[2]} == {Status.PASSED, Status.CRASHED, Status.TIMEOUT, Status.FAILED}
+
+
+def test_a_split_runs_the_baseline_first_and_is_balanced_by_its_durations(
+    tmp_path: Path,
+    write_suite,  # type: ignore[no-untyped-def]
+    native_config: TargetConfig,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Native's cell of the suite runs first (a worker with no case changes nothing); the other target's split
+    gets native's durations and is capped by its case count."""
+    folder = write_suite("timed", {"test_t.py": "def test_a(): pass\ndef test_b(): pass\ndef test_c(): pass\n"})
+    seen: dict[str, tuple[int, dict[str, float]]] = {}
+    real_run, real_make = harness.cell.CellRunner.run, harness.runner.make_target
+    fleet = Fleet({"rv": Script()})
+
+    def record(self: harness.cell.CellRunner) -> CellResult:
+        seen[self.target.name] = (self.workers, dict(self.weights))
+        if self.target.name == "native":
+            return real_run(self)
+        return CellResult(self.target.name, self.cell.suite.name, Verdict.NOT_RUN)
+
+    monkeypatch.setattr(harness.cell.CellRunner, "run", record)
+    monkeypatch.setattr(
+        harness.runner, "make_target", lambda cfg, **kw: fleet.make(cfg) if cfg.name == "rv" else real_make(cfg, **kw)
+    )
+    runner = Runner(
+        make_plan([fake_config(), native_config], [load_suite(folder)]), RunOptions(out=tmp_path, workers=4)
+    )
+    assert [t.name for t in runner.plan.targets()] == ["native", "rv"]
+    run = runner.execute()
+    assert seen["native"] == (4, {})
+    native = run.cell("native", "timed")
+    assert native is not None
+    assert [c.name for c in native.cases] == ["test_t.py::test_a", "test_t.py::test_b", "test_t.py::test_c"]
+    assert native.message == ""  # the fourth worker's empty share says nothing
+    workers, weights = seen["rv"]
+    assert workers == 3  # capped by the baseline's three cases
+    assert sorted(weights) == ["test_t.py::test_a", "test_t.py::test_b", "test_t.py::test_c"]
