@@ -1,27 +1,30 @@
 """Overhead: a suite of N trivial cases run by `leapfrog run` vs the same suite run bare.
 
 Bare means what a user would type without leapfrog:
-  chroot: `chroot ROOTFS python3 -m pytest -q -p no:cacheprovider SUITE` (qemu-user through binfmt)
+  chroot: `chroot ROOTFS python3 -m pytest -q -p no:cacheprovider SUITE` (qemu-user through binfmt), run in
+          a chroot target started once for the whole bench (its own overlay: the cached image is not written)
   docker: `docker run --rm --platform linux/riscv64 IMAGE python3 -m pytest ...` (same image)
 Both sides alternate in one process so machine noise hits them alike; medians are reported.
+`--compare-to DIR` adds a third side in the same alternation: the leapfrog of another checkout (a git
+worktree of an earlier commit), for before/after figures taken in one run.
 
-    python3 bench/overhead.py [--cases 300] [--reps 3] [--docker]
+    python3 bench/overhead.py [--cases 300] [--reps 3] [--docker] [--compare-to DIR]
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import leapfrog, median, report, timed
-from harness.config import ImageSpec
-from harness.images import ensure_image
+from harness.config import load_project
+from harness.targets import make_target
 
 
 def make_suite(folder: Path, n: int) -> Path:
@@ -38,35 +41,37 @@ def main() -> None:
     ap.add_argument("--cases", type=int, default=300)
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--docker", action="store_true", help="also measure the docker target")
+    ap.add_argument("--compare-to", type=Path, help="another leapfrog checkout, measured alongside")
     args = ap.parse_args()
-    rootfs = ensure_image(ImageSpec(), []).rootfs
+    target = make_target(load_project().targets["debian-trixie-riscv64"], packages=[])
+    target.start()
     with tempfile.TemporaryDirectory() as tmp:
         suites = Path(tmp) / "suites"
         suite = make_suite(suites, args.cases)
-        inside = rootfs / "tmp" / "leapfrog-bench-trivial"
-        shutil.rmtree(inside, ignore_errors=True)
-        shutil.copytree(suite, inside)
+        target.put(suite, "/tmp/leapfrog-bench-trivial")
+        bare_argv = ["python3", "-m", "pytest", "-q", "-p", "no:cacheprovider", "/tmp/leapfrog-bench-trivial"]
 
         def bare_chroot() -> None:
+            done = target.run(bare_argv, timeout=600)
+            if done.exit_code != 0:
+                raise SystemExit(f"bare pytest failed ({done.exit_code}):\n{done.stderr[-2000:]}")
+
+        def other() -> float:
+            start = time.monotonic()
+            cli = [sys.executable, "-m", "harness.cli", "--root", str(args.compare_to), "--suites-dir", str(suites)]
             subprocess.run(
-                [
-                    "chroot",
-                    str(rootfs),
-                    "python3",
-                    "-m",
-                    "pytest",
-                    "-q",
-                    "-p",
-                    "no:cacheprovider",
-                    "/tmp/leapfrog-bench-trivial",
-                ],
+                [*cli, "run", "-t", "debian-trixie-riscv64", "-s", "trivial", "--out", f"{tmp}/other", "--no-history"],
+                cwd=args.compare_to,
                 check=True,
                 capture_output=True,
             )
+            return time.monotonic() - start
 
-        bare, lf = [], []
+        bare, lf, before = [], [], []
         for _ in range(args.reps):
             bare.append(timed(bare_chroot))
+            if args.compare_to:
+                before.append(other())
             lf.append(
                 leapfrog(
                     "--suites-dir",
@@ -81,7 +86,7 @@ def main() -> None:
                     "--no-history",
                 )
             )
-        shutil.rmtree(inside, ignore_errors=True)
+        target.stop()
         rows: dict[str, object] = {
             "cases": args.cases,
             "reps": args.reps,
@@ -91,10 +96,16 @@ def main() -> None:
             "chroot_bare_all": [round(x, 2) for x in bare],
             "chroot_leapfrog_all": [round(x, 2) for x in lf],
         }
+        if before:
+            rows.update(
+                {
+                    "compare_to": str(args.compare_to),
+                    "chroot_other_s": round(median(before), 2),
+                    "chroot_other_ratio": round(median(before) / median(bare), 3),
+                    "chroot_other_all": [round(x, 2) for x in before],
+                }
+            )
         if args.docker:
-            from harness.config import load_project
-            from harness.targets import make_target
-
             cfg = load_project().targets["debian-trixie-riscv64-docker"]
             tag = make_target(cfg).prepare_image()
             dbare, dlf = [], []
