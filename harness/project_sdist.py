@@ -32,6 +32,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
 from harness import deps
+from harness.project_wheel import decide_extras
 
 #: Packages a target's image needs to build C/C++ extensions with pip, by distribution.
 TOOLCHAIN: dict[str, list[str]] = {
@@ -124,19 +125,7 @@ def sdist_requires(archive: Path, extras: Iterable[str]) -> list[Requirement]:
     if text is None:
         return []
     meta = email.parser.Parser().parsestr(text)
-    wanted = {canonicalize_name(e) for e in extras}
-    out: list[Requirement] = []
-    for line in meta.get_all("Requires-Dist") or []:
-        try:
-            req = Requirement(line)
-        except InvalidRequirement:
-            continue
-        if req.marker is not None and "extra" in str(req.marker):
-            if not any(req.marker.evaluate({"extra": e}) for e in wanted):
-                continue
-            req = Requirement(str(req).split(";", 1)[0])
-        out.append(req)
-    return out
+    return decide_extras(meta.get_all("Requires-Dist") or [], {canonicalize_name(e) for e in extras})
 
 
 def build_packages(

@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path, PurePosixPath
 
 from packaging.requirements import InvalidRequirement, Requirement
@@ -117,8 +117,13 @@ def requires_dist(meta: email.message.Message, extras: Iterable[str], where: str
     unknown = wanted - known
     if unknown:
         raise ConfigError(f"{where}: no extra {', '.join(sorted(unknown))}; it provides: {', '.join(known) or 'none'}.")
+    return decide_extras(meta.get_all("Requires-Dist") or [], wanted)
+
+
+def decide_extras(lines: Iterable[str], wanted: Collection[str]) -> list[Requirement]:
+    """``Requires-Dist`` lines as requirements: those of an extra only when it is ``wanted`` (canonical names)."""
     out: list[Requirement] = []
-    for line in meta.get_all("Requires-Dist") or []:
+    for line in lines:
         try:
             req = Requirement(line)
         except InvalidRequirement:
