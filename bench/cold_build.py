@@ -4,11 +4,15 @@ Uses a private cache folder (nothing of yours is reused or removed); the native
 dpkg and python3 the build fetches are part of the cold time, unless --warm-native
 keeps them from an earlier run in the same --cache.
 
-  demo   the image `make demo` builds: python3, python3-pytest, ca-certificates
+  demo   the image `make demo` builds: python3, python3-pytest
+  demo+ca  the demo image as it was before 2026-12-01: plus ca-certificates
   full   the shared image of the integration tests: every suite's packages and
          every backend's (the VM's kernel, initramfs-tools, sshd, udev)
 
-    python3 bench/cold_build.py [--image demo|full] [--runs N] [--cache DIR] [--keep]
+    python3 bench/cold_build.py [--image demo|demo+ca|full ...] [--runs N] [--cache DIR] [--keep]
+
+Several --image options alternate within each run (demo, demo+ca, demo, demo+ca, ...),
+so a before/after pair sees the same machine noise.
 
 Prints the phase table (seconds, from the image's meta.json) and the total.  Phases:
 download, unpack and configure are mmdebstrap's stages and apt/dpkg's steps
@@ -35,6 +39,8 @@ from bench._common import report
 def packages(image: str) -> list[str]:
     if image == "demo":
         return []
+    if image == "demo+ca":
+        return ["ca-certificates"]
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "integration"))
     from conftest import all_debian_packages  # type: ignore[import-not-found]  # the integration tier's image
 
@@ -58,7 +64,7 @@ def build_once(image: str) -> tuple[float, dict[str, float], int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--image", choices=["demo", "full"], default="demo")
+    ap.add_argument("--image", choices=["demo", "demo+ca", "full"], action="append")
     ap.add_argument("--runs", type=int, default=1)
     ap.add_argument("--cache", help="private cache folder (default: a new one under /var/tmp)")
     ap.add_argument("--warm-native", action="store_true", help="keep the native dpkg/python3 between runs")
@@ -71,32 +77,37 @@ def main() -> None:
     from harness import mounts
     from harness.paths import cache_root
 
-    walls: list[float] = []
-    runs: list[dict[str, float]] = []
+    kinds = args.image or ["demo"]
+    walls: dict[str, list[float]] = {k: [] for k in kinds}
+    runs: list[tuple[str, float, dict[str, float]]] = []
+    loads: list[float] = []
     for i in range(args.runs):
-        if not args.warm_native:
-            mounts.unmount_and_remove(cache_root() / "native")
-        print(f"run {i + 1}/{args.runs}: {args.image} image, cache {cache}", flush=True)
-        wall, phases, npkgs = build_once(args.image)
-        walls.append(wall)
-        runs.append(phases)
-        load = os.getloadavg()[0]
-        print(f"  {wall:.0f} s ({npkgs} packages asked), load average {load:.1f}", flush=True)
-    names = list(dict.fromkeys(k for r in runs for k in r))
-    print(f"\n| phase | {' | '.join(f'run {i + 1} (s)' for i in range(len(runs)))} |")
+        for kind in kinds:
+            if not args.warm_native:
+                mounts.unmount_and_remove(cache_root() / "native")
+            print(f"run {i + 1}/{args.runs}: {kind} image, cache {cache}", flush=True)
+            wall, phases, npkgs = build_once(kind)
+            walls[kind].append(wall)
+            runs.append((kind, wall, phases))
+            loads.append(os.getloadavg()[0])
+            print(f"  {wall:.0f} s ({npkgs} packages asked), load average {loads[-1]:.1f}", flush=True)
+    names = list(dict.fromkeys(k for _, _, r in runs for k in r))
+    print(f"\n| phase | {' | '.join(f'{kind} {i + 1} (s)' for i, (kind, _, _) in enumerate(runs))} |")
     print(f"|---|{'---:|' * len(runs)}")
     for name in names:
-        print(f"| {name} | {' | '.join(f'{r.get(name, 0):.0f}' for r in runs)} |")
-    print(f"| **total (wall)** | {' | '.join(f'**{w:.0f}**' for w in walls)} |")
+        print(f"| {name} | {' | '.join(f'{r.get(name, 0):.0f}' for _, _, r in runs)} |")
+    print(f"| **total (wall)** | {' | '.join(f'**{w:.0f}**' for _, w, _ in runs)} |")
+    for kind in kinds:
+        print(f"{kind}: median {statistics.median(walls[kind]):.1f} s of {[round(w) for w in walls[kind]]}")
     report(
         "cold_build",
         {
-            "image": args.image,
-            "runs": len(walls),
-            "median_s": round(statistics.median(walls), 1),
-            "walls_s": [round(w, 1) for w in walls],
-            "phases": runs,
-            "load1": round(os.getloadavg()[0], 2),
+            "images": kinds,
+            "runs": args.runs,
+            "median_s": {k: round(statistics.median(w), 1) for k, w in walls.items()},
+            "walls_s": {k: [round(x, 1) for x in w] for k, w in walls.items()},
+            "phases": [{"image": k, **p} for k, _, p in runs],
+            "load1": [round(x, 2) for x in loads],
         },
     )
     if not args.keep:

@@ -62,7 +62,7 @@ def _full(spec: object, extra: str) -> None:
         "trixie",
         "riscv64",
         "http://deb.debian.org/debian",
-        ["ca-certificates", "python3", "python3-pytest", extra],
+        ["python3", "python3-pytest", extra],
     )
     if img:
         remove_image(img)

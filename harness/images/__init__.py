@@ -31,6 +31,8 @@ __all__ = ["CachedImage", "ensure_image", "ensure_rootfs", "packages_for"]
 def packages_for(spec: ImageSpec, extra: list[str]) -> list[str]:
     """The full package list of an image: base + the spec's own + ``extra``."""
     base = debian.BASE_PACKAGES if spec.distro == "debian" else []
+    if spec.distro == "debian" and spec.mirror.startswith("https://"):
+        base = [*base, *debian.HTTPS_PACKAGES]
     return sorted(set(base) | set(spec.packages) | set(extra))
 
 

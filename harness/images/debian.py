@@ -15,8 +15,12 @@ from harness.hostreq import install_hint
 from harness.images import buildrun, nativebuild
 from harness.images.native_copy import host_debian_arch
 
-#: Always in a Debian image: what the probe and pytest need.
-BASE_PACKAGES = ["python3", "python3-pytest", "ca-certificates"]
+#: Always in a Debian image: what the probe and pytest need.  ``ca-certificates`` is added only for an
+#: https mirror (apt in the image needs it to layer packages later): nothing of leapfrog's in the
+#: target uses TLS, and its postinst and trigger run ``update-ca-certificates`` twice under emulation
+#: (~28 s of a cold build).  A suite that needs the trust store lists it in its ``packages``.
+BASE_PACKAGES = ["python3", "python3-pytest"]
+HTTPS_PACKAGES = ["ca-certificates"]
 
 _MISSING = [
     re.compile(r"Unable to locate package (\S+)"),

@@ -324,3 +324,13 @@ def test_a_bad_lock_timeout_is_a_config_error(monkeypatch: pytest.MonkeyPatch, v
 def test_the_default_lock_timeout_fits_a_cold_emulated_build(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LEAPFROG_LOCK_TIMEOUT", raising=False)
     assert cache.lock_timeout() == 3600
+
+
+def test_a_debian_image_has_ca_certificates_only_for_an_https_mirror() -> None:
+    # Nothing of leapfrog's uses TLS in the target, and update-ca-certificates costs ~28 s of a cold build
+    # under emulation; apt in the image (layering) needs the trust store only when the mirror is https.
+    plain = images.packages_for(ImageSpec(), ["hello"])
+    assert plain == ["hello", "python3", "python3-pytest"]
+    https = images.packages_for(ImageSpec(mirror="https://deb.debian.org/debian"), [])
+    assert "ca-certificates" in https
+    assert "ca-certificates" in images.packages_for(ImageSpec(), ["ca-certificates"])  # a suite may ask for it
