@@ -58,6 +58,8 @@ class NativeTarget(Target):
         try:
             return run_process(self._argv(argv), timeout=timeout, env=full_env, cwd=cwd, reported_argv=argv)
         except FileNotFoundError as e:
+            if cwd is not None and not os.path.isdir(cwd):
+                raise TargetError(f'native target: the working folder "{cwd}" does not exist on the host.') from e
             raise TargetError(f'native target: command "{argv[0]}" not found on the host.') from e
 
     def put(self, local: Path, remote: str) -> None:
