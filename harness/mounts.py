@@ -65,6 +65,10 @@ def resolved(path: Path | str) -> str:
     return os.path.realpath(path)
 
 
+def _depth(mnt: str) -> tuple[int, int]:
+    return (mnt.count("/"), len(mnt))
+
+
 def _below(mnt: str, prefix: str) -> bool:
     return mnt == prefix or mnt.startswith(prefix.rstrip("/") + "/")
 
@@ -73,7 +77,7 @@ def mounts_under(path: Path | str) -> list[str]:
     """Mount points at or below ``path`` (resolved first), deepest first."""
     prefix = resolved(path)
     found = {m for m in mount_points() if _below(m, prefix)}
-    return sorted(found, key=lambda m: (m.count("/"), len(m)), reverse=True)
+    return sorted(found, key=_depth, reverse=True)
 
 
 # ------------------------------------------------------------------ journal
@@ -131,22 +135,43 @@ def _sh(argv: list[str]) -> int:
     return subprocess.run(argv, capture_output=True, check=False).returncode
 
 
+def topmost(points: set[str] | list[str]) -> list[str]:
+    """The mount points of ``points`` that lie below no other one of them, shallowest first."""
+    tops: list[str] = []
+    for mnt in sorted(set(points), key=_depth):
+        if not any(_below(mnt, top) for top in tops):
+            tops.append(mnt)
+    return tops
+
+
 def unmount_under(tree: Path, *, lazy: bool = True) -> list[str]:
     """Unmount everything at or below ``tree`` (mountinfo and journal); returns what is still mounted.
 
     Each mount is made a slave first, so its unmount never propagates to the
-    host's own mounts (a bind of /dev made shared by a killed run, say).
+    host's own mounts (a bind of /dev made shared by a killed run, say).  The
+    first pass takes whole subtrees: one recursive ``mount --make-rslave`` per
+    top-most mount, then one ``umount -R`` of it (which unmounts only that
+    mount's own subtree, all of it made a slave just before).  What is still
+    mounted afterwards (a busy mount, one that was hidden under another) is
+    taken one mount at a time, each made a slave before any unmount, and
     ``lazy`` detaches a busy mount with ``umount -l`` when a plain unmount fails.
     """
     recorded = set(journal_entries(tree))
-    for _ in range(3):
+    for attempt in range(4):
         live = set(mount_points())
         targets = (live & recorded) | set(mounts_under(tree))
         if not targets:
             return []
-        for mnt in sorted(targets, key=lambda m: (m.count("/"), len(m))):  # shallowest first
+        if attempt == 0:
+            tops = topmost(targets)
+            for mnt in tops:
+                _sh(["mount", "--make-rslave", mnt])
+            for mnt in tops:
+                _sh(["umount", "-R", mnt])
+            continue
+        for mnt in sorted(targets, key=_depth):  # shallowest first
             _sh(["mount", "--make-rslave", mnt])
-        for mnt in sorted(targets, key=lambda m: (m.count("/"), len(m)), reverse=True):
+        for mnt in sorted(targets, key=_depth, reverse=True):
             if _sh(["umount", mnt]) != 0 and lazy:
                 _sh(["umount", "-l", mnt])
     return mounts_under(tree)

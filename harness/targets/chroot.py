@@ -36,7 +36,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -64,10 +63,6 @@ QEMU_BINFMT = {
 
 
 __all__ = ["ChrootTarget", "cleanup_stale", "kill_rooted", "mounts_under", "pids_rooted_at", "runs_dir"]
-
-
-def _sh(argv: list[str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, check=False)
 
 
 class ChrootTarget(Target):
@@ -188,10 +183,9 @@ class ChrootTarget(Target):
             )
             self.root = root
             self._mount(["mount", "-t", "proc", "proc", str(root / "proc")])
-            self._mount(["mount", "--rbind", "/sys", str(root / "sys")])
-            self._mount(["mount", "--make-rslave", str(root / "sys")])
-            self._mount(["mount", "--rbind", "/dev", str(root / "dev")])
-            self._mount(["mount", "--make-rslave", str(root / "dev")])
+            # One exec each: util-linux binds, then makes the whole copy a slave before it returns.
+            self._mount(["mount", "--rbind", "--make-rslave", "/sys", str(root / "sys")])
+            self._mount(["mount", "--rbind", "--make-rslave", "/dev", str(root / "dev")])
         except BaseException:
             self.stop()
             raise
@@ -203,13 +197,10 @@ class ChrootTarget(Target):
 
     def _mount(self, argv: list[str]) -> None:
         assert self.workdir is not None
-        if argv[1] == "--make-rslave":
-            done = _sh(argv)
-        else:
-            try:
-                done = mounts.mount(self.workdir, argv)  # journaled before it is made
-            except mounts.MountError as e:
-                raise TargetError(f"target {self.name}: {e}") from e
+        try:
+            done = mounts.mount(self.workdir, argv)  # journaled before it is made
+        except mounts.MountError as e:
+            raise TargetError(f"target {self.name}: {e}") from e
         if done.returncode != 0:
             raise TargetError(f"target {self.name}: `{' '.join(argv)}` failed: {done.stderr.strip()}")
 

@@ -20,12 +20,24 @@ FAKE = textwrap.dedent(
     with open({log!r}, "a") as f:
         f.write(json.dumps([{name!r}, *argv]) + "\\n")
     if {name!r} == "umount":
-        if argv[-1].endswith("stuck"):
-            sys.exit(32)
         def unescape(s):
             return re.sub(r"\\\\([0-7]{{3}})", lambda m: chr(int(m.group(1), 8)), s)
         lines = open({info!r}).readlines()
-        open({info!r}, "w").writelines(l for l in lines if unescape(l.split(" ")[4]) != argv[-1])
+        target = argv[-1]
+        if "-R" in argv:  # its subtree, deepest first, stopping at the first that will not go (as util-linux does)
+            points = [unescape(l.split(" ")[4]) for l in lines]
+            below = [p for p in points if p == target or p.startswith(target.rstrip("/") + "/")]
+            order = sorted(below, key=lambda p: (p.count("/"), len(p)), reverse=True)
+        else:
+            order = [target]
+        gone, code = set(), 0
+        for p in order:
+            if p.endswith("stuck"):
+                code = 32
+                break
+            gone.add(p)
+        open({info!r}, "w").writelines(l for l in lines if unescape(l.split(" ")[4]) not in gone)
+        sys.exit(code)
     """
 )
 LINE = "36 35 98:0 / {mnt} rw,noatime master:1 - ext3 /dev/root rw,errors=continue\n"
@@ -129,17 +141,52 @@ def test_journal_entries_outside_the_tree_are_ignored(tmp_path: Path) -> None:
     assert mounts.journal_entries(tree) == [str(tree / "proc")]
 
 
-def test_unmount_makes_slaves_first_then_unmounts_deepest_first(table: Path, tmp_path: Path) -> None:
+def slave_before_unmount(made: list[list[str]]) -> None:
+    """Every ``umount`` in ``made`` comes after a ``mount --make-rslave`` of that mount or one above it."""
+    slaved: list[str] = []
+    for argv in made:
+        if argv[:2] == ["mount", "--make-rslave"]:
+            slaved.append(argv[-1])
+        elif argv[0] == "umount":
+            assert any(argv[-1] == s or argv[-1].startswith(s + "/") for s in slaved), (argv, made)
+
+
+def test_unmount_makes_each_subtree_a_slave_then_unmounts_it_in_one_command(table: Path, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
-    (tree / "root" / "dev" / "pts").mkdir(parents=True)
-    add_mount(table, tree / "root")
-    add_mount(table, tree / "root" / "dev")
-    add_mount(table, tree / "root" / "dev" / "pts")
+    root = tree / "root"
+    (root / "dev" / "pts").mkdir(parents=True)
+    (tree / "other" / "sys").mkdir(parents=True)
+    for p in (root, root / "dev", root / "dev" / "pts", root / "dev" / "shm", tree / "other" / "sys"):
+        add_mount(table, p)
     assert mounts.unmount_under(tree) == []
     made = calls(table)
+    # Two top-most mounts: one recursive make-rslave and one umount -R each, slaves first.
+    tops = [str(root), str(tree / "other" / "sys")]
+    assert made == [["mount", "--make-rslave", p] for p in tops] + [["umount", "-R", p] for p in tops]
+    slave_before_unmount(made)
+
+
+def test_what_a_recursive_unmount_leaves_is_taken_one_by_one_slaves_first(table: Path, tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
     root = tree / "root"
-    assert made[:3] == [["mount", "--make-rslave", str(p)] for p in (root, root / "dev", root / "dev" / "pts")]
-    assert made[3:] == [["umount", str(p)] for p in (root / "dev" / "pts", root / "dev", root)]
+    for p in (root, root / "dev", root / "dev" / "stuck"):
+        add_mount(table, p)
+    assert mounts.unmount_under(tree) == [str(root / "dev" / "stuck")]
+    made = calls(table)
+    assert made[:2] == [["mount", "--make-rslave", str(root)], ["umount", "-R", str(root)]]
+    # The per-mount pass: every mount made a slave again, shallowest first, then unmounted deepest first.
+    assert made[2:5] == [["mount", "--make-rslave", str(p)] for p in (root, root / "dev", root / "dev" / "stuck")]
+    assert made[5:8] == [
+        ["umount", str(root / "dev" / "stuck")],
+        ["umount", "-l", str(root / "dev" / "stuck")],
+        ["umount", str(root / "dev")],
+    ]
+    slave_before_unmount(made)
+
+
+def test_topmost_keeps_only_mounts_below_no_other() -> None:
+    points = ["/w/root/dev/pts", "/w/root", "/w/root2", "/w/root/sys", "/x"]
+    assert mounts.topmost(points) == ["/x", "/w/root", "/w/root2"]
 
 
 def test_a_mount_that_will_not_go_is_named_and_the_tree_is_left(table: Path, tmp_path: Path) -> None:
@@ -169,7 +216,7 @@ def test_unmount_and_remove_uses_the_journal_and_the_table(table: Path, tmp_path
     add_mount(table, tree / "rootfs" / "dev")  # what the real mount would have done
     mounts.unmount_and_remove(tree)
     assert not tree.exists()
-    assert ["umount", str(tree / "rootfs" / "dev")] in calls(table)
+    assert ["umount", "-R", str(tree / "rootfs" / "dev")] in calls(table)
 
 
 def test_remove_tree_never_follows_links(tmp_path: Path, table: Path) -> None:
