@@ -1,7 +1,14 @@
-"""``--workers 2`` on the real riscv64 chroot: the numpy suite gives the same cases, case for case, as one process.
+"""``--workers 2`` on the real riscv64 targets: the same cases, case for case, as one process.
 
-Runtime: about 10 s (the numpy cell takes 5 s with one worker and 4 s with two
-under qemu-user on a quiet 2-core machine; each run also starts the target).
+On the chroot, the numpy suite through the CLI. Runtime: about 10 s (the numpy
+cell takes 5 s with one worker and 4 s with two under qemu-user on a quiet
+2-core machine; each run also starts the target).
+
+On docker (the shared image imported into a live engine), tests/workers_body.py's
+small suite: six short cases, one of which kills its own interpreter, run with
+1 and 2 workers through the runner.  Runtime: about 16 s (6 s with one worker, 8 s
+with two, each with the container's start, on a loaded 2-core machine).
+The ssh backend passes the same body in the unit tier (tests/unit/test_workers_ssh.py).
 """
 
 from __future__ import annotations
@@ -12,10 +19,15 @@ from typing import Any
 
 import pytest
 
+from harness.config import load_project, load_suite
 from harness.images import CachedImage
-from tests.integration.conftest import leapfrog
+from harness.model import CellResult
+from harness.plan import make_plan
+from harness.runner import Runner, RunOptions
+from tests import workers_body
+from tests.integration.conftest import ROOT, leapfrog
 
-pytestmark = [pytest.mark.integration, pytest.mark.chroot]
+pytestmark = [pytest.mark.integration]
 
 
 def numpy_cell(out: Path, workers: int) -> dict[str, Any]:
@@ -28,6 +40,7 @@ def numpy_cell(out: Path, workers: int) -> dict[str, Any]:
     return cell  # type: ignore[no-any-return]
 
 
+@pytest.mark.chroot
 def test_two_workers_give_the_numpy_cases_of_one(debian_image: CachedImage, tmp_path: Path) -> None:
     one = numpy_cell(tmp_path / "one", 1)
     two = numpy_cell(tmp_path / "two", 2)
@@ -36,3 +49,22 @@ def test_two_workers_give_the_numpy_cases_of_one(debian_image: CachedImage, tmp_
     assert two["verdict"] == one["verdict"]
     assert "worker 1/2, pass 1" in two["log"]
     assert "worker 2/2, pass 1" in two["log"]
+
+
+@pytest.mark.docker
+def test_two_workers_on_docker_give_the_cases_of_one_and_isolate_a_crash(
+    debian_image: CachedImage,
+    engine: Any,
+    tmp_path: Path,
+    write_suite: Any,
+) -> None:
+    cfg = load_project(ROOT).targets["debian-trixie-riscv64-docker"]
+    suite = load_suite(write_suite(workers_body.NAME, workers_body.SUITE, toml=workers_body.TOML))
+
+    def run_cell(workers: int) -> CellResult:
+        run = Runner(make_plan([cfg], [suite]), RunOptions(out=tmp_path / f"w{workers}", workers=workers)).execute()
+        (cell,) = run.cells
+        return cell
+
+    seconds = workers_body.one_and_two(run_cell)
+    print(f"docker: 1 worker {seconds[1]:.1f} s, 2 workers {seconds[2]:.1f} s (each with the container's start)")

@@ -1,0 +1,120 @@
+"""``--workers`` on a backend: one cell run with 1 and with 2 workers, asserted the same way on every backend.
+
+A test module gives :func:`one_and_two` a function that runs the suite of
+:data:`SUITE` (written by the ``write_suite`` fixture) on its target with a
+number of workers.  The unit tier runs it on ssh against a loopback SSH server
+(tests/unit/test_workers_ssh.py); the integration tier on docker with the
+shared riscv64 image (tests/integration/test_workers.py).  The chroot target
+has its own test on the numpy suite.
+
+The suite's six cases each sleep a little and record the process that ran
+them (its pid, its ``LEAPFROG_WORKER``, when it collected the suite and when the case ended); one kills its
+own interpreter with SIGKILL.  Asserted: the same case ids and statuses with 1
+and 2 workers; two workers really ran, in two processes at once; the crash is
+that case's alone (its message names SIGKILL), and the cases dealt to its
+worker after it still run, in a new process of that worker, as with one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from harness.model import CellResult, Status
+from harness.probe.leapfrog_session import worker_lanes
+
+NAME = "workers"
+
+#: The suite: six cases; ``test_case[3]`` dies of SIGKILL.
+SUITE = {
+    "test_w.py": """
+import os
+import signal
+import time
+
+import pytest
+
+LOADED = time.time()  # when this process collected the suite
+
+
+@pytest.mark.parametrize("n", range(6))
+def test_case(n, metrics):
+    metrics["pid"] = os.getpid()
+    metrics["worker"] = os.environ.get("LEAPFROG_WORKER", "")
+    metrics["loaded"] = LOADED
+    if n == 3:
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(0.2)
+    metrics["end"] = time.time()
+"""
+}
+TOML = 'description = "workers on a backend"\ncase_timeout = 120\ntimeout = 600\n'
+CRASHING = "test_w.py::test_case[3]"
+NAMES = [f"test_w.py::test_case[{n}]" for n in range(6)]
+
+#: Runs the suite with that many workers on the backend; returns its one cell.
+RunCell = Callable[[int], CellResult]
+
+
+def one_and_two(run_cell: RunCell) -> dict[int, float]:
+    """Run the suite with 1 and with 2 workers, assert what ``--workers`` promises; return each run's seconds."""
+    seconds: dict[int, float] = {}
+    cells: dict[int, CellResult] = {}
+    for workers in (1, 2):
+        begin = time.monotonic()
+        cells[workers] = run_cell(workers)
+        seconds[workers] = time.monotonic() - begin
+        assert cells[workers].workers == workers, cells[workers].message
+    one, two = cells[1], cells[2]
+    ids = [(c.name, c.status) for c in one.cases]
+    assert ids == [(n, Status.CRASHED if n == CRASHING else Status.PASSED) for n in NAMES], (one.message, one.log)
+    assert [(c.name, c.status) for c in two.cases] == ids, (two.message, two.log)
+    assert two.verdict == one.verdict
+    for cell in (one, two):
+        (died,) = [c for c in cell.cases if c.status is Status.CRASHED]
+        assert died.message == "the Python process died during this case (SIGKILL)"
+    two_ran_at_once(two)
+    the_crash_stays_in_its_share(two)
+    return seconds
+
+
+def _by_worker(cell: CellResult) -> dict[str, list[tuple[int, float, float]]]:
+    """(pid, when its process collected the suite, end) of each passed case, by the LEAPFROG_WORKER it ran under."""
+    out: dict[str, list[tuple[int, float, float]]] = {}
+    for c in cell.cases:
+        if c.status is Status.PASSED:
+            m = c.metrics
+            out.setdefault(str(m["worker"]), []).append((int(m["pid"]), float(m["loaded"]), float(m["end"])))
+    return out
+
+
+def two_ran_at_once(cell: CellResult) -> None:
+    """Two workers, each its own processes, running at the same time (from collecting the suite to their last case).
+
+    Not the cases' own spans: they are short next to the jitter of pytest's start under emulation."""
+    lanes = _by_worker(cell)
+    assert sorted(lanes) == ["0/2", "1/2"], lanes
+    pids = [{pid for pid, _s, _e in runs} for runs in lanes.values()]
+    assert not pids[0] & pids[1], pids
+    spans = [(min(s for _p, s, _e in runs), max(e for _p, _s, e in runs)) for runs in lanes.values()]
+    assert max(s for s, _e in spans) < min(e for _s, e in spans), f"the two workers did not run at once: {spans}"
+
+
+def the_crash_stays_in_its_share(cell: CellResult) -> None:
+    """The crashing case's worker ran its share before the crash in one process and after it in another;
+    the other worker's share ran in one process, untouched."""
+    share = dict(zip(NAMES, worker_lanes(NAMES, 2, {}), strict=True))
+    mine = share[CRASHING]
+    runs = {c.name: c.metrics for c in cell.cases if c.status is Status.PASSED}
+    for name, lane in share.items():
+        if name != CRASHING:
+            assert runs[name]["worker"] == f"{lane}/2", (name, runs[name])
+    before = {runs[n]["pid"] for n in NAMES[: NAMES.index(CRASHING)] if share[n] == mine}
+    after = {runs[n]["pid"] for n in NAMES[NAMES.index(CRASHING) + 1 :] if share[n] == mine}
+    others = {runs[n]["pid"] for n in NAMES if share[n] != mine}
+    assert len(before) == 1, before  # one process before the crash...
+    assert len(after) == 1, after  # ...and one after it (the worker's pass 2)
+    assert before != after
+    assert len(others) == 1, others
+    assert f"worker {mine + 1}/2, pass 2" in cell.log
+    assert f"worker {2 - mine}/2, pass 2" not in cell.log
