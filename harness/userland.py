@@ -9,6 +9,9 @@ image writer in :mod:`harness.images` uses ``PATH`` too).
 from __future__ import annotations
 
 import contextlib
+import functools
+import posixpath
+import shutil
 import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -46,6 +49,51 @@ def qemu_version(binary: str) -> tuple[str, str]:
         line, version, _ = qemu_user.describe(binary)
         return line, version
     return "", ""
+
+
+# --------------------------------------------------------------------------- entering a root
+
+
+@functools.lru_cache(maxsize=1)
+def unshare_with_wd() -> str:
+    """The host's ``unshare`` when it has ``--root`` and ``--wd`` (util-linux >= 2.32), else ""; asked once."""
+    found = shutil.which("unshare") or ""
+    if not found:
+        return ""
+    try:
+        done = subprocess.run([found, "--help"], capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return found if "--root" in done.stdout and "--wd" in done.stdout else ""
+
+
+def enter_argv(root: str, argv: list[str], cwd: str | None) -> tuple[list[str], str | None]:
+    """The host command that runs ``argv`` chrooted in ``root`` (in folder ``cwd`` there, relative to its /).
+
+    With a ``cwd``, ``unshare --root=ROOT --wd=DIR`` (no namespace asked: it only
+    chroots, changes folder and execs, in the one native process) replaces
+    ``chroot ROOT /usr/bin/env -C DIR``, whose ``env`` was one more program
+    start, emulated.  Returns the argv and the folder unshare changes to (None
+    when it is not used): :func:`missing_wd` recognises its failure there.
+    """
+    if not cwd:
+        return ["chroot", root, *argv], None
+    unshare = unshare_with_wd()
+    if not unshare:
+        return ["chroot", root, "/usr/bin/env", "-C", cwd, *argv], None
+    wd = posixpath.join("/", cwd)  # relative to the root's /, as env -C after chroot
+    return [unshare, f"--root={root}", f"--wd={wd}", "--", *argv], wd
+
+
+def missing_wd(wd: str, exit_code: int | None, stdout: str, stderr: str) -> bool:
+    """Whether an :func:`enter_argv` command failed to change to ``wd`` (so the command never ran)."""
+    return (
+        exit_code == 1
+        and not stdout
+        and stderr.startswith(f"unshare: cannot chdir to '{wd}': ")
+        and stderr.count("\n") == 1
+        and stderr.endswith("\n")
+    )
 
 
 # --------------------------------------------------------------------------- leftovers of a killed leapfrog

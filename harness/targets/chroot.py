@@ -33,6 +33,7 @@ does not start.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import secrets
 import shutil
@@ -51,7 +52,7 @@ from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target, probe_facts
 from harness.targets.chroot_files import open_dir, put_dir, put_file
 from harness.targets.chroot_workdir import cleanup_stale, kill_rooted, make_workdir, pids_rooted_at
-from harness.userland import command_env, emulated_facts, qemu_version
+from harness.userland import command_env, emulated_facts, enter_argv, missing_wd, qemu_version
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
@@ -260,9 +261,11 @@ class ChrootTarget(Target):
         cwd: str | None = None,
     ) -> Completed:
         root = self._require_root()
-        inner = ["/usr/bin/env", "-C", cwd, *argv] if cwd else argv
-        outer = ["chroot", str(root), *inner]
-        if self._private():
+        wd: str | None = None
+        if not self._private():
+            outer, wd = enter_argv(str(root), argv, cwd)
+        else:
+            inner = ["/usr/bin/env", "-C", cwd, *argv] if cwd else argv
             binary, interp = self._emulator()
             outer = [sys.executable, "-I", str(qemu_user.ENTER), str(root), interp, str(qemu_user.BINFMT_DIR)]
             outer += [str(Path(binary).parent), qemu_wrapper.INSIDE, "--", *inner]
@@ -277,6 +280,8 @@ class ChrootTarget(Target):
             "chroot: failed to run command" in done.stderr or "leapfrog qemu namespace:" in done.stderr
         ):
             raise TargetError(f"target {self.name}: {done.stderr.strip()}")
+        if wd is not None and missing_wd(wd, done.exit_code, done.stdout, done.stderr):
+            done = dataclasses.replace(done, exit_code=125)  # a missing working folder, as env -C and docker say
         return done
 
     def _inside(self, remote: str) -> Path:

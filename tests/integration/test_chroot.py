@@ -98,3 +98,28 @@ def test_stop_leaves_no_mount_or_process(private_cache: Path, monkeypatch: pytes
     assert not workdir.exists()
     assert list(runs_dir().iterdir()) == []
     assert runs_dir() == private_cache.resolve() / "runs"
+
+
+def test_a_cwd_needs_no_env_program_and_keeps_every_behaviour(
+    private_cache: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The root changes folder from the host side: a root without /usr/bin/env still runs commands in a folder."""
+    monkeypatch.setenv("LEAPFROG_CACHE", str(private_cache))
+    t = make_target(load_project(ROOT).targets["debian-trixie-riscv64"])
+    t.start()
+    try:
+        env_program = t.local_path("/usr/bin/env")
+        assert env_program is not None
+        env_program.unlink()  # in the overlay only: the cached image keeps it
+        here = t.run(["sh", "-c", 'pwd; echo "$LEAPFROG_X"'], timeout=120, cwd="/tmp", env={"LEAPFROG_X": "kept"})
+        assert (here.exit_code, here.stdout) == (0, "/tmp\nkept\n"), here.stderr
+        assert t.run(["pwd"], timeout=120, cwd="tmp").stdout == "/tmp\n"  # relative to the root's /
+        missing = t.run(["pwd"], timeout=120, cwd="/no/such/folder")
+        assert missing.exit_code == 125
+        assert "/no/such/folder" in missing.stderr
+        assert t.run(["no-such-program"], timeout=120, cwd="/tmp").exit_code == 127
+        late = t.run(["sh", "-c", "sleep 600 & sleep 600"], timeout=2, cwd="/tmp")
+        assert late.timed_out
+        assert pids_rooted_at(t.root) == []  # type: ignore[attr-defined]
+    finally:
+        t.stop()

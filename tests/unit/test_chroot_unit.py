@@ -334,3 +334,72 @@ def test_a_debian_image_has_ca_certificates_only_for_an_https_mirror() -> None:
     https = images.packages_for(ImageSpec(mirror="https://deb.debian.org/debian"), [])
     assert "ca-certificates" in https
     assert "ca-certificates" in images.packages_for(ImageSpec(), ["ca-certificates"])  # a suite may ask for it
+
+
+# ------------------------------------------------------------------ entering the root
+
+
+def fake_process(seen: list[list[str]], exit_code: int = 0, stderr: str = "") -> object:
+    from harness.targets.base import Completed
+
+    def run(argv: list[str], **_kw: object) -> Completed:
+        seen.append(argv)
+        return Completed(argv=argv, exit_code=exit_code, signal=None, stdout="", stderr=stderr, wall=0.0)
+
+    return run
+
+
+def test_a_command_with_a_cwd_starts_no_env_program_in_the_root(
+    target: ChrootTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness import userland
+
+    monkeypatch.setattr(userland, "unshare_with_wd", lambda: "/usr/bin/unshare")
+    seen: list[list[str]] = []
+    monkeypatch.setattr("harness.targets.chroot.run_process", fake_process(seen))
+    assert target.root is not None
+    target.run(["python3", "-m", "pytest"], timeout=10, cwd="/tmp/suite")
+    target.run(["pwd"], timeout=10, cwd="tmp")  # relative to the root's /, as env -C after chroot
+    target.run(["true"], timeout=10)
+    root = str(target.root)
+    assert seen == [
+        ["/usr/bin/unshare", f"--root={root}", "--wd=/tmp/suite", "--", "python3", "-m", "pytest"],
+        ["/usr/bin/unshare", f"--root={root}", "--wd=/tmp", "--", "pwd"],
+        ["chroot", root, "true"],
+    ]
+
+
+def test_without_an_unshare_that_has_wd_env_changes_the_folder(
+    target: ChrootTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from harness import userland
+
+    monkeypatch.setattr(userland, "unshare_with_wd", lambda: "")
+    seen: list[list[str]] = []
+    monkeypatch.setattr("harness.targets.chroot.run_process", fake_process(seen))
+    target.run(["pwd"], timeout=10, cwd="/tmp")
+    assert seen == [["chroot", str(target.root), "/usr/bin/env", "-C", "/tmp", "pwd"]]
+
+
+def test_a_missing_working_folder_exits_125_naming_it(target: ChrootTarget, monkeypatch: pytest.MonkeyPatch) -> None:
+    from harness import userland
+
+    monkeypatch.setattr(userland, "unshare_with_wd", lambda: "/usr/bin/unshare")
+    said = "unshare: cannot chdir to '/no/such': No such file or directory\n"
+    monkeypatch.setattr("harness.targets.chroot.run_process", fake_process([], exit_code=1, stderr=said))
+    done = target.run(["pwd"], timeout=10, cwd="/no/such")
+    assert (done.exit_code, done.stderr) == (125, said)
+    # The command's own exit 1 stays 1, even when it prints something alike among other lines.
+    other = said + "and more\n"
+    monkeypatch.setattr("harness.targets.chroot.run_process", fake_process([], exit_code=1, stderr=other))
+    assert target.run(["pwd"], timeout=10, cwd="/no/such").exit_code == 1
+
+
+def test_unshare_with_wd_is_the_hosts_unshare_when_it_has_the_options() -> None:
+    from harness import userland
+
+    userland.unshare_with_wd.cache_clear()
+    found = userland.unshare_with_wd()
+    if not found:
+        pytest.skip("this host's unshare has no --root/--wd (util-linux < 2.32) or is missing")
+    assert os.path.basename(found) == "unshare"
