@@ -13,6 +13,7 @@ import functools
 import posixpath
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -49,6 +50,17 @@ def qemu_version(binary: str) -> tuple[str, str]:
         line, version, _ = qemu_user.describe(binary)
         return line, version
     return "", ""
+
+
+def warm_qemu_version(binary: str) -> threading.Thread:
+    """Ask :func:`qemu_version` of ``binary`` in a background thread, so the facts at a cell's end find it cached.
+
+    Its failures are the ones :func:`qemu_version` already turns into ("", ""),
+    and a failed answer is not cached: the later call asks again.
+    """
+    thread = threading.Thread(target=qemu_version, args=(binary,), name="leapfrog-qemu-version", daemon=True)
+    thread.start()
+    return thread
 
 
 # --------------------------------------------------------------------------- entering a root
