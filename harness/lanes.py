@@ -40,6 +40,8 @@ class WorkerPlan:
     count: int
     #: Why the cell stays serial though more were asked for ("" otherwise).
     serial_because: str = ""
+    #: What was asked: ``--workers``, else suite.toml's ``workers``, else :data:`DEFAULT_WORKERS`.
+    asked: Workers = DEFAULT_WORKERS
 
 
 def host_cores() -> int:
@@ -69,18 +71,18 @@ def plan_workers(
     """
     want: Workers = requested if requested is not None else suite_workers or DEFAULT_WORKERS
     if want == 1:
-        return WorkerPlan(1)
+        return WorkerPlan(1, asked=want)
     if kind == "host-driven":
-        return WorkerPlan(1, "a host-driven suite runs serially (one pytest process on the host)")
+        return WorkerPlan(1, "a host-driven suite runs serially (one pytest process on the host)", want)
     if not parallel:
-        return WorkerPlan(1, "suite.toml says parallel = false")
+        return WorkerPlan(1, "suite.toml says parallel = false", want)
     count = cores() if want == "auto" else int(want)
     if cases is not None:
         count = min(count, max(cases, 1))
     count = max(1, min(count, MAX_WORKERS))
     if count == 1:
-        return WorkerPlan(1, "one usable core" if want == "auto" else "one case")
-    return WorkerPlan(count)
+        return WorkerPlan(1, "one usable core" if want == "auto" else "one case", want)
+    return WorkerPlan(count, asked=want)
 
 
 #: Outcomes whose durations say how long a case takes (a crashed or timed-out case's does not).

@@ -252,6 +252,9 @@ class CellResult:
     attempts: int = 1
     log: str = ""  # bounded tail of the pytest process output
     workers: int = 1  # pytest processes the cell's cases were split over (--workers)
+    #: What was asked (--workers, else suite.toml's workers, else 1): a count or "auto"; None: as it ran.
+    workers_asked: int | str | None = None
+    workers_note: str = ""  # why the cell ran serially though more were asked for
 
     def counts(self) -> dict[str, int]:
         out = {s.value: 0 for s in Status}
@@ -269,6 +272,8 @@ class CellResult:
             "attempts": self.attempts,
             "log": self.log,
             "workers": self.workers,
+            "workers_asked": self.workers if self.workers_asked is None else self.workers_asked,
+            "workers_note": self.workers_note,
             "counts": self.counts(),
             "cases": [c.to_dict() for c in self.cases],
         }
@@ -285,7 +290,16 @@ class CellResult:
             attempts=int(d.get("attempts", 1)),
             log=str(d.get("log", "")),
             workers=int(d.get("workers", 1)),
+            workers_asked=_asked(d.get("workers_asked")),
+            workers_note=str(d.get("workers_note", "")),
         )
+
+
+def _asked(value: object) -> int | str | None:
+    """``workers_asked`` from results.json: "auto" or a count; None when absent (older files) or neither."""
+    if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value > 0):
+        return value
+    return None
 
 
 def verdict_for(cases: list[CaseResult]) -> Verdict:

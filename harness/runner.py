@@ -268,9 +268,10 @@ class Runner:
             self._set_timeouts(runner, cell)
         if info.facts is None and cell.suite.kind == "in-target":
             runner.want_facts = self.plan.key_packages_for(name)
-        self._set_workers(runner, target, cell)
+        plan = self._set_workers(runner, target, cell)
         try:
             result = runner.run()
+            result.workers_asked, result.workers_note = plan.asked, plan.serial_because
         finally:
             if info.facts is None and runner.facts is not None:
                 probed = TargetFacts.from_dict(runner.facts)
@@ -279,7 +280,7 @@ class Runner:
             self._set_facts(name, target.facts())
         return result
 
-    def _set_workers(self, runner: CellRunner, target: Target, cell: PlannedCell) -> None:
+    def _set_workers(self, runner: CellRunner, target: Target, cell: PlannedCell) -> lanes.WorkerPlan:
         """How many pytest processes the cell is split over, balanced by the baseline's durations when known."""
         suite = cell.suite
         baseline = self.run.cell(self.run.baseline, suite.name) if self.run.baseline != target.name else None
@@ -300,6 +301,7 @@ class Runner:
             self.emit("progress", {"target": target.name, "message": message})
         elif plan.serial_because:
             self.emit("progress", {"target": target.name, "message": f"{suite.name}: serial: {plan.serial_because}"})
+        return plan
 
     def _cores(self, target: Target) -> int:
         """The target's usable cores, for ``workers = "auto"``: the host's where it runs on the host's cores."""

@@ -78,6 +78,16 @@ def case_row(
     )
 
 
+def workers_text(cell: CellResult) -> str:
+    """How many workers the cell ran with, and how they were asked for: "2 (auto)", "3 (asked 4)",
+    "1 (asked 4: suite.toml says parallel = false)"; just "2" when it ran as asked (or an older file does not say)."""
+    asked = cell.workers_asked
+    how = "auto" if asked == "auto" else "" if asked is None or asked == cell.workers else f"asked {asked}"
+    if cell.workers_note:
+        how = f"{how}: {cell.workers_note}" if how else cell.workers_note
+    return clean(f"{cell.workers} ({how})" if how else str(cell.workers), 300)
+
+
 def _timeout_note(case: CaseResult) -> str:
     """Under auto case timeouts, a case without a message shows its timeout and both timings."""
     note = case.timeout.get("note") if case.timeout else None
@@ -110,6 +120,7 @@ class CellView:
     message: str
     log: str
     attempts: int
+    workers: str  # "2 (auto)": how many pytest processes ran its cases, and how they were asked for (workers_text)
     changed: dict[str, int]  # change kind -> cases of this cell with that change
     settings: list[tuple[str, str]]
     rows: list[CaseRow]
@@ -185,6 +196,7 @@ def cell_view(
         message=clean(cell.message, 4000),
         log=clean(cell.log, MAX_LOG),
         attempts=cell.attempts,
+        workers=workers_text(cell),
         changed=changed,
         settings=settings,
         rows=rows,

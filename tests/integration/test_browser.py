@@ -170,12 +170,17 @@ def test_injected_script_does_not_run(browser: BrowserContext, tmp_path: Path, s
 
 def test_cell_pages_navigate(browser: BrowserContext, tmp_path: Path) -> None:
     run = sample_run()
+    for cell in run.cells:
+        cell.workers, cell.workers_asked = 2, "auto"
     render_html(run, tmp_path, inline_max_cases=10, page_size=5)
     w = open_page(browser, 1440)
     w.open(tmp_path / "index.html")
     w.page.locator("table.matrix td.cv-partial a").first.click()
     w.page.wait_for_load_state("load")
     assert "/cells/" in w.page.url
+    workers = w.page.locator("section.cell span.workers")
+    assert workers.is_visible()
+    assert workers.inner_text() == "workers 2 (auto)"
     assert w.page.locator("table.cases tbody tr[id]").count() == 5
     assert w.page.locator("nav.pager").first.is_visible()
     w.page.locator("nav.pager a").first.click()

@@ -58,13 +58,13 @@ def test_the_command_line_wins_over_suite_toml_and_auto_is_the_cores() -> None:
 
 def test_auto_is_capped_by_the_cases_and_unsplittable_suites_stay_serial() -> None:
     assert plan(requested="auto", cores=16, cases=3).count == 3
-    assert plan(requested=8, cases=1) == lanes.WorkerPlan(1, "one case")
-    assert plan(requested="auto", cores=1) == lanes.WorkerPlan(1, "one usable core")
+    assert plan(requested=8, cases=1) == lanes.WorkerPlan(1, "one case", asked=8)
+    assert plan(requested="auto", cores=1) == lanes.WorkerPlan(1, "one usable core", asked="auto")
     host = plan(requested=4, kind="host-driven")
     assert host.count == 1
     assert "host-driven" in host.serial_because
     marked = plan(requested=4, suite_workers=4, parallel=False)
-    assert marked == lanes.WorkerPlan(1, "suite.toml says parallel = false")
+    assert marked == lanes.WorkerPlan(1, "suite.toml says parallel = false", asked=4)
 
 
 @pytest.mark.parametrize(
