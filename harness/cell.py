@@ -28,7 +28,7 @@ from harness.errors import TargetError
 from harness.judge import Judgment, cell_verdict, judge_pass, signal_name
 from harness.model import CaseResult, CellResult, Status
 from harness.plan import PlannedCell
-from harness.probe import FACTS_FILE, PLUGIN_FILE, SESSION_FILE, SUITE_HELPERS
+from harness.probe import FACTS_FILES, PLUGIN_FILE, SESSION_FILE, SUITE_HELPERS
 from harness.probe_lines import MAX_LOG, MAX_MESSAGE, ProbeOutput, bound, lines_of, parse_probe_lines, size_text, tail
 from harness.readback import NotRegularFile, ResultsDir, Tail
 from harness.targets import Completed, Target
@@ -125,7 +125,8 @@ class CellRunner:
         for helper in SUITE_HELPERS:
             t.put(helper, f"{base}/probe/{helper.name}")
         if self.want_facts is not None:
-            t.put(FACTS_FILE, f"{base}/probe/leapfrog_facts.py")
+            for name, path in FACTS_FILES.items():
+                t.put(path, f"{base}/probe/{name}")
         case_timeout = self.options.case_timeout or suite.case_timeout
         if self.timeouts is not None:
             case_timeout = self.timeouts.fallback.seconds

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.errors import TargetError
 from harness.kinds import BaseOptions
 from harness.model import TargetFacts
-from harness.probe import FACTS_FILE
+from harness.probe import FACTS_FILE, VECTOR_FACTS_FILE
 from harness.targets._common import GET_LIMIT
 
 if TYPE_CHECKING:
@@ -241,12 +241,13 @@ class Target(abc.ABC):
 
 
 def probe_facts(target: Target, packages: list[str] | None = None, *, timeout: float = 120) -> TargetFacts:
-    """Run ``facts.py`` with the target's Python and parse its JSON."""
+    """Run ``facts.py`` (and the ``vector_facts.py`` it imports) with the target's Python and parse its JSON."""
     tmp = target.run(["mktemp", "-d"], timeout=60)
     if not tmp.ok:
         raise TargetError(f"target {target.name}: mktemp failed: {tmp.stderr.strip()[:500]}")
     remote = tmp.stdout.strip() + "/facts.py"
     target.put(FACTS_FILE, remote)
+    target.put(VECTOR_FACTS_FILE, tmp.stdout.strip() + "/leapfrog_vector_facts.py")  # facts.py imports it
     names = target.key_packages if packages is None else packages
     done = target.run([target.config.python, remote, *names], timeout=timeout)
     target.run(["rm", "-rf", tmp.stdout.strip()], timeout=60)

@@ -20,6 +20,7 @@ import pytest
 
 from harness.config import load_project
 from harness.images import CachedImage
+from harness.probe import FACTS_FILES
 from harness.targets import make_target
 from harness.targets.chroot import ChrootTarget
 from tests.integration.conftest import ROOT, leapfrog
@@ -70,11 +71,12 @@ def test_a_profile_target_shows_its_extensions_and_so_do_its_children(
     assert facts.extra["qemu_binfmt"].startswith("private to the target")
 
     tmp = profile_target.make_temp_dir()
-    profile_target.put(ROOT / "harness" / "probe" / "facts.py", f"{tmp}/facts.py")
+    for name, path in FACTS_FILES.items():  # facts.py imports its vector facts by their name in the target
+        profile_target.put(path, f"{tmp}/{name}")
     local = profile_target.local_path(f"{tmp}/child.py")
     assert local is not None
     local.write_text(CHILD)
-    done = profile_target.run(["python3", f"{tmp}/child.py", f"{tmp}/facts.py"], timeout=300)
+    done = profile_target.run(["python3", f"{tmp}/child.py", f"{tmp}/leapfrog_facts.py"], timeout=300)
     assert done.ok, done.stderr
     out = json.loads(done.stdout.splitlines()[-1])
     assert out["child"]["extensions"] == facts.extensions  # same emulator, same CPU model

@@ -98,11 +98,7 @@ FORBIDDEN: list[tuple[str, str, str]] = [
 #: Other helpers' unfinished splits (issue 15), each named with whose it is; the lead empties this at the end.
 #: Entries: a file (relative to the repository) that may still be long, or "importer -> imported" of an edge
 #: allowed for now (upward, forbidden, or closing a cycle).
-PENDING: set[str] = {
-    # the vector-facts work (commit 4f358b8, outside issue 15's helpers) took it to 457 lines: split it by job
-    # (CPU and ISA facts, vector facts), keeping it stdlib-only.
-    "harness/probe/facts.py",
-}
+PENDING: set[str] = set()
 
 
 def _modules() -> dict[str, Path]:
