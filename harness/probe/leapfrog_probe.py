@@ -38,7 +38,6 @@ before the case itself, with its status, duration and a bounded message.
 from __future__ import annotations
 
 import faulthandler
-import hashlib
 import json
 import math
 import os
@@ -180,18 +179,21 @@ def pytest_unconfigure(config: Any) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: Any, items: List[Any]) -> None:
-    """This worker's share of the cases (LEAPFROG_WORKER), less those done (LEAPFROG_DONE): leapfrog_session.py."""
-    import leapfrog_session
+    """This worker's share of the cases (LEAPFROG_WORKER), less those done (LEAPFROG_DONE): leapfrog_session.py,
+    imported only when there is a share to keep or a file of cases done (a first pass of one process has neither)."""
+    done = os.environ.get("LEAPFROG_DONE")
+    if os.environ.get("LEAPFROG_WORKER") or (done and os.path.exists(done)):
+        import leapfrog_session
 
-    leapfrog_session.select(config, items)
+        leapfrog_session.select(config, items)
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_finish(session: Any) -> None:
     """The cases about to run, in order: the first without a result is the one that was running if the process dies."""
-    import leapfrog_session
-
-    _emit(dict(leapfrog_session.collected(session.items), event="collected", names=[i.nodeid for i in session.items]))
+    names = [i.nodeid for i in session.items]
+    selected = sys.modules.get("leapfrog_session")  # a worker's positions in the whole collection, if it split one
+    _emit(dict(selected.collected(session.items) if selected else {}, event="collected", names=names))
 
 
 def pytest_collectreport(report: Any) -> None:
@@ -242,6 +244,8 @@ def _child_name(parent: str, name: Any) -> str:
     full = "%s::%s" % (parent, text)
     if len(full) <= _CHILD_NAME_LIMIT:
         return full
+    import hashlib  # here only: its import loads libcrypto (some 25 ms under qemu-user) for a rare cut name
+
     digest = hashlib.sha256(full.encode("utf-8", errors="replace")).hexdigest()[:12]
     return "%s...#%s" % (full[: _CHILD_NAME_LIMIT - 16], digest)
 

@@ -32,7 +32,6 @@ again in the next pass, or runs the facts on their own.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -106,6 +105,8 @@ def select(config: Any, items: List[Any]) -> None:
     """Keep in ``items`` this worker's share (LEAPFROG_WORKER), less the cases done (LEAPFROG_DONE)."""
     me = worker()
     if me is not None:
+        import hashlib  # here only: its import loads libcrypto (some 25 ms under qemu-user)
+
         names = [item.nodeid for item in items]
         digest = hashlib.sha256("\n".join(names).encode("utf-8", errors="replace")).hexdigest()[:16]
         _WHOLE.update(total=len(names), digest=digest)

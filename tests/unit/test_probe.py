@@ -449,3 +449,25 @@ def load_known_issues_text(tmp_path: Path, case_line: str) -> KnownIssue:
     path.write_text(f'[[issue]]\n{case_line}\nsuite = "upstream"\nreason = "r"\n')
     (issue,) = load_known_issues(path)
     return issue
+
+
+def test_the_probe_loads_only_what_the_pass_uses(tmp_path: Path) -> None:
+    """A first pass of one process imports neither hashlib (libcrypto: some 25 ms under qemu-user) nor the session
+    module (worker shares, resume, facts); a worker's pass, or a pass that resumes after a crash, does."""
+    body = """
+import json, os, sys
+def test_loaded(metrics):
+    names = ("hashlib", "_hashlib", "leapfrog_session", "leapfrog_facts")
+    metrics["loaded"] = ",".join(m for m in names if m in sys.modules)
+"""
+
+    def loaded(**env: str) -> str:
+        (tmp_path / "results.jsonl").unlink(missing_ok=True)
+        records = run_probe(tmp_path, body, PYTEST_DISABLE_PLUGIN_AUTOLOAD="1", **env)
+        (case,) = [r for r in records if r["event"] == "case"]
+        return str(case["metrics"]["loaded"])  # type: ignore[index]
+
+    assert loaded(LEAPFROG_DONE=str(tmp_path / "done.txt")) == ""  # the runner's first pass: no done file yet
+    (tmp_path / "done.txt").write_text("test_s.py::test_other\n")
+    assert loaded(LEAPFROG_DONE=str(tmp_path / "done.txt")) == "leapfrog_session"
+    assert loaded(LEAPFROG_WORKER="0/1") == "hashlib,_hashlib,leapfrog_session"
