@@ -229,7 +229,13 @@ def make_runner(prepared: Prepared, emit: Event | None = None) -> Runner:
 
 
 def execute(runner: Runner) -> tuple[Run, bool]:
-    """Run every cell; on Ctrl-C the targets are stopped and the run so far is returned, with ``True``."""
+    """Run every cell; on Ctrl-C the targets are stopped and the run so far is returned, with ``True``.
+
+    The report's modules are loaded meanwhile (:func:`harness.report_warm.warm_report`).
+    """
+    from harness.report_warm import warm_report
+
+    warm_report()
     try:
         return runner.execute(), False
     except KeyboardInterrupt:

@@ -16,6 +16,9 @@ from typing import IO
 from harness.targets.base import OUTPUT_LIMIT, Completed
 
 TRUNCATED = "\n[... output truncated by leapfrog: {n} bytes dropped ...]\n"
+#: Set once a command has started and leapfrog's own process waits for it: the host's core is idle from
+#: then on, and work that can be done ahead (loading the report, :func:`harness.workflow.warm_report`) may start.
+WAITING = threading.Event()
 
 
 class BoundedBuffer:
@@ -118,6 +121,7 @@ def run_process(
     readers = [BoundedReader(proc.stdout), BoundedReader(proc.stderr)]
     for r in readers:
         r.start()
+    WAITING.set()
     timed_out = False
     try:
         wait_prompt(proc, timeout)

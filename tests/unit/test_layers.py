@@ -83,7 +83,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "harness.hostplugin",
         },
     ),
-    ("report, history", {"harness.report", "harness.history"}),
+    ("report, history", {"harness.report", "harness.history", "harness.report_warm"}),
     ("cli, workflow", {"harness.cli", "harness.workflow"}),
 ]
 
