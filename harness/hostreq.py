@@ -80,6 +80,13 @@ TABLE: tuple[Requirement, ...] = (
     Requirement("mount", "mount", ("chroot",), "chroot", "mounts /proc, /sys and /dev into a root"),
     Requirement("umount", "mount", ("chroot",), "chroot", "unmounts them"),
     Requirement("chroot", "coreutils", ("chroot",), "chroot", "enters a root"),
+    Requirement(
+        "unshare",
+        "util-linux",
+        ("chroot",),
+        "chroot",
+        "enters a root in a working folder natively (--root, --wd; without them chroot and the root's env -C)",
+    ),
     Requirement("cp", "coreutils", ("chroot",), "chroot", "copies a cached image to layer packages onto it"),
     Requirement("env", "coreutils", ("chroot",), "chroot", "runs an image build's hooks with leapfrog importable"),
     Requirement("qemu-system-riscv64", "qemu-system-misc", ("qemu-vm",), "full", "boots riscv64 VMs"),
