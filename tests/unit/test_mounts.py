@@ -166,7 +166,7 @@ def test_unmount_makes_each_subtree_a_slave_then_unmounts_it_in_one_command(tabl
     slave_before_unmount(made)
 
 
-def test_what_a_recursive_unmount_leaves_is_taken_one_by_one_slaves_first(table: Path, tmp_path: Path) -> None:
+def test_unmount_makes_slaves_first_then_unmounts_deepest_first(table: Path, tmp_path: Path) -> None:
     tree = tmp_path / "tree"
     root = tree / "root"
     for p in (root, root / "dev", root / "dev" / "stuck"):
