@@ -7,6 +7,9 @@ Bare means what a user would type without leapfrog:
 Both sides alternate in one process so machine noise hits them alike; medians are reported.
 `--compare-to DIR` adds a third side in the same alternation: the leapfrog of another checkout (a git
 worktree of an earlier commit), for before/after figures taken in one run.
+Leapfrog's side runs with its modules byte-compiled first (each checkout's harness/, .pyc files beside the
+sources, as a pip-installed leapfrog has them): with PYTHONDONTWRITEBYTECODE set, a checkout would otherwise
+compile its ~65 modules at every start (~70 ms) and measure a cost no user pays.
 
     python3 bench/overhead.py [--cases 300] [--reps 3] [--docker] [--compare-to DIR]
 """
@@ -22,7 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import leapfrog, median, report, timed
+from bench._common import compile_harness, leapfrog, median, report, timed
 from harness.config import load_project
 from harness.targets import make_target
 
@@ -43,6 +46,9 @@ def main() -> None:
     ap.add_argument("--docker", action="store_true", help="also measure the docker target")
     ap.add_argument("--compare-to", type=Path, help="another leapfrog checkout, measured alongside")
     args = ap.parse_args()
+    compile_harness()
+    if args.compare_to:
+        compile_harness(args.compare_to)
     target = make_target(load_project().targets["debian-trixie-riscv64"], packages=[])
     target.start()
     with tempfile.TemporaryDirectory() as tmp:
