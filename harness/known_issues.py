@@ -21,9 +21,6 @@ import dataclasses
 import fnmatch
 from pathlib import Path
 
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.version import InvalidVersion, Version
-
 from harness.errors import ConfigError
 from harness.model import CellResult, TargetFacts
 from harness.tomlread import build_dataclass, read_toml
@@ -50,6 +47,9 @@ class KnownIssue:
             return False
         if not self.package:
             return True
+        from packaging.requirements import Requirement  # only for an issue with a package: 10 ms at import
+        from packaging.version import InvalidVersion, Version
+
         req = Requirement(self.package)
         have = (facts.packages if facts else {}).get(req.name, "")
         try:
@@ -71,6 +71,8 @@ def load(path: Path) -> list[KnownIssue]:
             raise ConfigError(f'{path}: "issue[{i}]" must be a table ([[issue]]).')
         issue: KnownIssue = build_dataclass(KnownIssue, table, file=path, where=f"issue[{i}].")
         if issue.package:
+            from packaging.requirements import InvalidRequirement, Requirement
+
             try:
                 Requirement(issue.package)
             except InvalidRequirement as e:

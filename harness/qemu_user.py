@@ -45,8 +45,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-import filelock
-
 from harness import qemu_wrapper
 from harness.errors import ConfigError, TargetError
 from harness.paths import qemu_dir
@@ -213,6 +211,8 @@ def fetch(source: str = "debian-trixie", *, progress: Progress = print) -> Path:
         )
     final = qemu_dir(source)
     final.parent.mkdir(parents=True, exist_ok=True)
+    import filelock  # only to fetch: 7 ms at every start otherwise
+
     with filelock.FileLock(str(final) + ".lock"):
         have = cached(source)
         if have:
