@@ -6,8 +6,8 @@ cell takes 5 s with one worker and 4 s with two under qemu-user on a quiet
 
 On docker (the shared image imported into a live engine), tests/workers_body.py's
 small suite: six short cases, one of which kills its own interpreter, run with
-1 and 2 workers through the runner.  Runtime: about 16 s (6 s with one worker, 8 s
-with two, each with the container's start, on a loaded 2-core machine).
+1 and 2 workers through the runner.  Runtime: 10.5-13.7 s (5 runs, load 1.1-2.1;
+each run starts the container).
 The ssh backend passes the same body in the unit tier (tests/unit/test_workers_ssh.py).
 """
 
