@@ -52,13 +52,23 @@ def qemu_version(binary: str) -> tuple[str, str]:
     return "", ""
 
 
-def warm_qemu_version(binary: str) -> threading.Thread:
-    """Ask :func:`qemu_version` of ``binary`` in a background thread, so the facts at a cell's end find it cached.
+def warm_up(qemu: str) -> threading.Thread:
+    """Ask, in a background thread, what a chroot target's first command and its facts need to know.
 
-    Its failures are the ones :func:`qemu_version` already turns into ("", ""),
-    and a failed answer is not cached: the later call asks again.
+    Whether ``unshare`` has ``--wd`` (:func:`unshare_with_wd`), and the
+    ``qemu`` binary's version (:func:`qemu_version`; "" for none): native
+    execs, done while the target starts instead of on the way of a command
+    or after the cell.  Both answers are cached for the process; their
+    failures are the ones those functions already turn into "" (a failed
+    qemu answer is not cached: the later call asks again).
     """
-    thread = threading.Thread(target=qemu_version, args=(binary,), name="leapfrog-qemu-version", daemon=True)
+
+    def work() -> None:
+        unshare_with_wd()
+        if qemu:
+            qemu_version(qemu)
+
+    thread = threading.Thread(target=work, name="leapfrog-warm-up", daemon=True)
     thread.start()
     return thread
 

@@ -52,7 +52,7 @@ from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target, probe_facts
 from harness.targets.chroot_files import open_dir, put_dir, put_file
 from harness.targets.chroot_workdir import cleanup_stale, kill_rooted, make_workdir, pids_rooted_at
-from harness.userland import command_env, emulated_facts, enter_argv, missing_wd, qemu_version, warm_qemu_version
+from harness.userland import command_env, emulated_facts, enter_argv, missing_wd, qemu_version, warm_up
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
@@ -159,9 +159,7 @@ class ChrootTarget(Target):
         if self.root is not None:
             return
         self._check_host()
-        binary = self._emulator()[0]
-        if binary:
-            warm_qemu_version(binary)  # its two native execs run while the target starts, not after the cell
+        warm_up(self._emulator()[0])  # native execs (unshare --help, qemu --version) while the target starts
         try:
             cleanup_stale()
         except mounts.MountError as e:
