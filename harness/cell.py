@@ -23,12 +23,11 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness import autotimeout, lanes, probe_lines, retime
+from harness import autotimeout, lanes, probe_lines, probe_ship, retime
 from harness.errors import TargetError
 from harness.judge import Judgment, cell_verdict, judge_pass, signal_name
 from harness.model import CaseResult, CellResult, Status
 from harness.plan import PlannedCell
-from harness.probe import FACTS_FILES, PLUGIN_FILE, SESSION_FILE, SUITE_HELPERS
 from harness.probe_lines import MAX_LOG, MAX_MESSAGE, ProbeOutput, bound, lines_of, parse_probe_lines, size_text, tail
 from harness.readback import NotRegularFile, ResultsDir, Tail
 from harness.targets import Completed, Target
@@ -120,13 +119,9 @@ class CellRunner:
         suite = self.cell.suite
         t = self.where
         t.put(suite.path, f"{base}/suite")
-        t.put(PLUGIN_FILE, f"{base}/probe/leapfrog_probe.py")
-        t.put(SESSION_FILE, f"{base}/probe/leapfrog_session.py")
-        for helper in SUITE_HELPERS:
-            t.put(helper, f"{base}/probe/{helper.name}")
-        if self.want_facts is not None:
-            for name, path in FACTS_FILES.items():
-                t.put(path, f"{base}/probe/{name}")
+        with tempfile.TemporaryDirectory(prefix="leapfrog-probe-") as tmp:
+            probe_ship.stage(Path(tmp) / "probe", facts=self.want_facts is not None)  # with bytecode where it can
+            t.put(Path(tmp) / "probe", f"{base}/probe")
         case_timeout = self.options.case_timeout or suite.case_timeout
         if self.timeouts is not None:
             case_timeout = self.timeouts.fallback.seconds

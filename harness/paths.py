@@ -8,6 +8,7 @@ Under the cache root (``$LEAPFROG_CACHE``, else the user cache directory,
     runs/         work folders of running chroot targets
     qemu/<src>/   a qemu-user unpacked from a distribution's package
     native/       Debian's own dpkg and python3 for the host (native builds)
+    probe-pyc/    the probe's bytecode, compiled by those and the host's own Python
     docker/       the engine host id, image-load stamps, build locks
     deps/         package indexes read by ``leapfrog deps``
     templates/    compiled report templates
@@ -63,6 +64,11 @@ def runs_dir() -> Path:
 def qemu_dir(source: str) -> Path:
     """``<cache>/qemu/<source>``: the unpacked package (``root/``) and ``meta.json``, written last."""
     return cache_root() / "qemu" / source
+
+
+def probe_pyc_dir() -> Path:
+    """``<cache>/probe-pyc``: the probe's ``.pyc`` files, one folder per native interpreter (harness.probe_ship)."""
+    return cache_root() / "probe-pyc"
 
 
 def native_dir() -> Path:

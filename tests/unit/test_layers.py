@@ -47,6 +47,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "harness.targets",
             "harness.images",
             "harness.probe",
+            "harness.probe_ship",
             "harness.qemu_user",
             "harness.qemu_enter",
             "harness.qemu_wrapper",
