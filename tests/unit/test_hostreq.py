@@ -28,8 +28,9 @@ INSIDE_TARGETS = {
     "update-initramfs", "linux-update-symlinks",  # an image build's last step, run through chroot
 }
 #: String lists in argument or assignment position that are data, not command lines: report change
-#: orders (cli, view), a click.Choice, path components (chroot's _open_dir(["tmp"])).
-NOT_COMMANDS = {"new-failure", "targets", "tmp"}
+#: orders (cli, view), a click.Choice, path components (chroot's _open_dir(["tmp"])), a Debian package list
+#: (images/debian.py HTTPS_PACKAGES).
+NOT_COMMANDS = {"new-failure", "targets", "tmp", "ca-certificates"}
 
 #: Calls whose argv (first argument) runs on the host.
 HOST_RUNNERS = {"run", "Popen", "check_output", "check_call", "call", "_sh", "run_process", "_run_tool", "run_logged"}
