@@ -52,41 +52,58 @@ def qemu_version(binary: str) -> tuple[str, str]:
     return "", ""
 
 
-def warm_up(qemu: str) -> threading.Thread:
-    """Ask, in a background thread, what a chroot target's first command and its facts need to know.
+def warm_qemu_version(binary: str) -> threading.Thread:
+    """Ask :func:`qemu_version` of ``binary`` in a background thread, so the facts at a cell's end find it cached.
 
-    Whether ``unshare`` has ``--wd`` (:func:`unshare_with_wd`), and the
-    ``qemu`` binary's version (:func:`qemu_version`; "" for none): native
-    execs, done while the target starts instead of on the way of a command
-    or after the cell.  Both answers are cached for the process; their
-    failures are the ones those functions already turn into "" (a failed
-    qemu answer is not cached: the later call asks again).
+    The thread asks once a command runs in the target and leapfrog's own
+    process waits for it (:data:`harness.targets._proc.WAITING`): the host is
+    idle then, where during the target's start the two native execs would
+    compete with it.  Its failures are the ones :func:`qemu_version` already
+    turns into ("", ""), and a failed answer is not cached: the later call
+    asks again.
     """
+    from harness.targets._proc import WAITING
 
     def work() -> None:
-        unshare_with_wd()
-        if qemu:
-            qemu_version(qemu)
+        WAITING.wait()
+        qemu_version(binary)
 
-    thread = threading.Thread(target=work, name="leapfrog-warm-up", daemon=True)
+    thread = threading.Thread(target=work, name="leapfrog-qemu-version", daemon=True)
     thread.start()
     return thread
 
 
 # --------------------------------------------------------------------------- entering a root
 
+#: Holds "wd" once the host's unshare refused ``--root``/``--wd`` (util-linux < 2.32): env -C from then on.
+_REFUSED: set[str] = set()
+
 
 @functools.lru_cache(maxsize=1)
+def _which_unshare() -> str:
+    return shutil.which("unshare") or ""
+
+
 def unshare_with_wd() -> str:
-    """The host's ``unshare`` when it has ``--root`` and ``--wd`` (util-linux >= 2.32), else ""; asked once."""
-    found = shutil.which("unshare") or ""
-    if not found:
-        return ""
-    try:
-        done = subprocess.run([found, "--help"], capture_output=True, text=True, timeout=10, check=False)
-    except (OSError, subprocess.SubprocessError):
-        return ""
-    return found if "--root" in done.stdout and "--wd" in done.stdout else ""
+    """The host's ``unshare``, unless it is missing or refused ``--root``/``--wd`` in this process ("")."""
+    return "" if "wd" in _REFUSED else _which_unshare()
+
+
+def unshare_refused(wd: str | None, exit_code: int | None, stdout: str, stderr: str) -> bool:
+    """Whether an :func:`enter_argv` command failed because unshare lacks ``--root``/``--wd`` (the command never ran).
+
+    Remembered for the process: :func:`enter_argv` then gives ``chroot`` and
+    the root's ``env -C``, and the caller runs the command again that way.
+    """
+    refused = (
+        wd is not None
+        and exit_code == 1
+        and not stdout
+        and stderr.startswith(("unshare: unrecognized option '--root", "unshare: unrecognized option '--wd"))
+    )
+    if refused:
+        _REFUSED.add("wd")
+    return refused
 
 
 def enter_argv(root: str, argv: list[str], cwd: str | None) -> tuple[list[str], str | None]:

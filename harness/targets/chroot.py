@@ -52,7 +52,15 @@ from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target, probe_facts
 from harness.targets.chroot_files import open_dir, put_dir, put_file
 from harness.targets.chroot_workdir import cleanup_stale, kill_rooted, make_workdir, pids_rooted_at
-from harness.userland import command_env, emulated_facts, enter_argv, missing_wd, qemu_version, warm_up
+from harness.userland import (
+    command_env,
+    emulated_facts,
+    enter_argv,
+    missing_wd,
+    qemu_version,
+    unshare_refused,
+    warm_qemu_version,
+)
 
 if TYPE_CHECKING:
     from harness.config import TargetConfig
@@ -159,7 +167,9 @@ class ChrootTarget(Target):
         if self.root is not None:
             return
         self._check_host()
-        warm_up(self._emulator()[0])  # native execs (unshare --help, qemu --version) while the target starts
+        binary = self._emulator()[0]
+        if binary:
+            warm_qemu_version(binary)  # asked while the first command runs, not after the cell
         try:
             cleanup_stale()
         except mounts.MountError as e:
@@ -262,6 +272,21 @@ class ChrootTarget(Target):
         cwd: str | None = None,
     ) -> Completed:
         root = self._require_root()
+        done, wd = self._launch(root, argv, timeout=timeout, env=env, cwd=cwd)
+        if unshare_refused(wd, done.exit_code, done.stdout, done.stderr):  # util-linux < 2.32: never ran
+            done, wd = self._launch(root, argv, timeout=timeout, env=env, cwd=cwd)
+        if done.exit_code == 125 and (
+            "chroot: failed to run command" in done.stderr or "leapfrog qemu namespace:" in done.stderr
+        ):
+            raise TargetError(f"target {self.name}: {done.stderr.strip()}")
+        if wd is not None and missing_wd(wd, done.exit_code, done.stdout, done.stderr):
+            done = dataclasses.replace(done, exit_code=125)  # a missing working folder, as env -C and docker say
+        return done
+
+    def _launch(
+        self, root: Path, argv: list[str], *, timeout: float, env: dict[str, str] | None, cwd: str | None
+    ) -> tuple[Completed, str | None]:
+        """Run ``argv`` in ``root``; also returns the folder unshare changed to (None when it was not used)."""
         wd: str | None = None
         if not self._private():
             outer, wd = enter_argv(str(root), argv, cwd)
@@ -277,13 +302,7 @@ class ChrootTarget(Target):
             reported_argv=argv,
             on_timeout=lambda: _ignore(kill_rooted(root)),
         )
-        if done.exit_code == 125 and (
-            "chroot: failed to run command" in done.stderr or "leapfrog qemu namespace:" in done.stderr
-        ):
-            raise TargetError(f"target {self.name}: {done.stderr.strip()}")
-        if wd is not None and missing_wd(wd, done.exit_code, done.stdout, done.stderr):
-            done = dataclasses.replace(done, exit_code=125)  # a missing working folder, as env -C and docker say
-        return done
+        return done, wd
 
     def _inside(self, remote: str) -> Path:
         root = Path(os.path.realpath(self._require_root()))

@@ -395,11 +395,27 @@ def test_a_missing_working_folder_exits_125_naming_it(target: ChrootTarget, monk
     assert target.run(["pwd"], timeout=10, cwd="/no/such").exit_code == 1
 
 
-def test_unshare_with_wd_is_the_hosts_unshare_when_it_has_the_options() -> None:
+def test_an_unshare_without_wd_runs_the_command_again_with_env(
+    target: ChrootTarget, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """util-linux < 2.32: unshare refuses --root before running anything; env -C then, for the rest of the process."""
     from harness import userland
+    from harness.targets.base import Completed
 
-    userland.unshare_with_wd.cache_clear()
-    found = userland.unshare_with_wd()
-    if not found:
-        pytest.skip("this host's unshare has no --root/--wd (util-linux < 2.32) or is missing")
-    assert os.path.basename(found) == "unshare"
+    monkeypatch.setattr(userland, "_REFUSED", set())
+    monkeypatch.setattr(userland, "_which_unshare", lambda: "/usr/bin/unshare")
+    seen: list[list[str]] = []
+
+    def run(argv: list[str], **_kw: object) -> Completed:
+        seen.append(argv)
+        if argv[0] == "/usr/bin/unshare":
+            said = "unshare: unrecognized option '--root=/x'\nTry 'unshare --help' for more information.\n"
+            return Completed(argv=argv, exit_code=1, signal=None, stdout="", stderr=said, wall=0.0)
+        return Completed(argv=argv, exit_code=0, signal=None, stdout="/tmp\n", stderr="", wall=0.0)
+
+    monkeypatch.setattr("harness.targets.chroot.run_process", run)
+    assert target.run(["pwd"], timeout=10, cwd="/tmp").stdout == "/tmp\n"
+    assert target.run(["pwd"], timeout=10, cwd="/tmp").exit_code == 0
+    root = str(target.root)
+    env_c = ["chroot", root, "/usr/bin/env", "-C", "/tmp", "pwd"]
+    assert seen == [["/usr/bin/unshare", f"--root={root}", "--wd=/tmp", "--", "pwd"], env_c, env_c]
