@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import median, report, timed
 from bench.overhead import make_suite
+from harness import probe_ship
 from harness.config import load_project
-from harness.probe import FACTS_FILE, PLUGIN_FILE, SESSION_FILE
 from harness.targets import make_target
 
 
@@ -42,9 +42,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             suite = make_suite(Path(tmp), args.cases)
             target.put(suite, "/tmp/bench-suite")
-            target.put(PLUGIN_FILE, "/tmp/bench-probe/leapfrog_probe.py")
-            target.put(SESSION_FILE, "/tmp/bench-probe/leapfrog_session.py")
-            target.put(FACTS_FILE, "/tmp/bench-probe/leapfrog_facts.py")
+            probe_ship.stage(Path(tmp) / "probe", facts=True)  # as a cell ships it, bytecode included
+            target.put(Path(tmp) / "probe", "/tmp/bench-probe")
         py = target.config.python
         plain = [py, "-m", "pytest", "-q", "-p", "no:cacheprovider", "/tmp/bench-suite"]
         probe = [py, "-m", "pytest", "-p", "leapfrog_probe", "-p", "no:cacheprovider", "-q", "-rN", "--color=no"]
