@@ -34,7 +34,7 @@ import tempfile
 from pathlib import Path
 
 from harness.paths import native_dir, probe_pyc_dir
-from harness.probe import FACTS_FILES, PLUGIN_FILE, SESSION_FILE, SUITE_HELPERS
+from harness.probe import FACTS_FILES, HOOKS_FILE, PLUGIN_FILE, SESSION_FILE, SUITE_HELPERS
 
 #: Seconds a native interpreter may take to compile the probe (it takes well under one).
 COMPILE_TIMEOUT = 60.0
@@ -58,7 +58,7 @@ class Interpreter:
 
 def probe_files(*, facts: bool) -> dict[str, Path]:
     """What the probe folder of the target holds: name there -> source here (the facts' files when asked)."""
-    files = {"leapfrog_probe.py": PLUGIN_FILE, "leapfrog_session.py": SESSION_FILE}
+    files = {"leapfrog_probe.py": PLUGIN_FILE, "leapfrog_hooks.py": HOOKS_FILE, "leapfrog_session.py": SESSION_FILE}
     files.update({helper.name: helper for helper in SUITE_HELPERS})
     if facts:
         files.update(FACTS_FILES)

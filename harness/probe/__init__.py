@@ -16,6 +16,8 @@ from pathlib import Path
 
 PROBE_DIR = Path(__file__).resolve().parent
 PLUGIN_FILE = PROBE_DIR / "leapfrog_probe.py"
+#: What the plugin imports: its hooks and fixtures (the plugin itself is a shim, as pytest compiles it from source).
+HOOKS_FILE = PROBE_DIR / "leapfrog_hooks.py"
 #: The plugin's case selection (a worker's share, less the cases done), put next to it.
 SESSION_FILE = PROBE_DIR / "leapfrog_session.py"
 FACTS_FILE = PROBE_DIR / "facts.py"

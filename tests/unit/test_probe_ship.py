@@ -120,3 +120,24 @@ def test_a_cell_ships_the_probe_with_its_bytecode(tmp_path: Path, write_suite, n
     assert set(FACTS_FILES) | {"leapfrog_probe.py", "leapfrog_session.py", "__pycache__"} <= shipped
     pyc = base / "probe" / "__pycache__" / f"leapfrog_probe.{TAG}.pyc"
     assert loaded_from(base / "probe", "leapfrog_probe") == str(pyc)
+
+
+def test_in_a_pytest_run_the_plugin_body_comes_from_the_bytecode(tmp_path: Path) -> None:
+    """pytest compiles a ``-p`` plugin from source to rewrite its asserts: the plugin is a shim, its body is not."""
+    probe = tmp_path / "probe"
+    probe_ship.stage(probe, facts=False)
+    (tmp_path / "suite").mkdir()
+    (tmp_path / "suite" / "test_a.py").write_text("def test_a(metrics):\n    metrics['x'] = 1\n")
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(probe),
+        "PYTHONDONTWRITEBYTECODE": "1",
+        "LEAPFROG_RESULTS": str(tmp_path / "results.jsonl"),
+        "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1",
+    }
+    argv = [sys.executable, "-v", "-m", "pytest", "-p", "leapfrog_probe", "-p", "no:cacheprovider", "-q"]
+    done = subprocess.run([*argv, str(tmp_path / "suite")], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout[-2000:]
+    assert f"# code object from '{probe}/__pycache__/leapfrog_hooks.{TAG}.pyc'" in done.stderr
+    (case,) = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text().splitlines() if '"case"' in x]
+    assert case["metrics"] == {"x": 1}  # the fixtures and hooks reached pytest through the shim
