@@ -3,6 +3,7 @@
 Usage (host Python, standard library only; run by :class:`harness.targets.chroot.ChrootTarget`)::
 
     python3 -I qemu_enter.py ROOT INTERPRETER MOUNTPOINT QEMU_DIR INSIDE -- ARGV...
+    python3 -I qemu_enter.py ROOT INTERPRETER MOUNTPOINT QEMU_DIR INSIDE --wd=DIR -- ARGV...
 
 The command runs in a new user namespace (uids and gids mapped one to one, so
 root stays root for every file of the image) and a new mount namespace.  In
@@ -18,9 +19,16 @@ is missing), where the wrapper finds it.  Every process the command starts
 empty environment) lives in the same user namespace and so runs on the same
 qemu and CPU model; the host's own binfmt entry is neither read nor changed.
 
+With ``--wd=DIR`` the command runs in the folder DIR of the root (relative to
+its ``/`` when DIR is relative).  This process changes to it itself, after the
+chroot, so the folder is resolved inside the root (a link the target made
+leads nowhere outside it) and no emulated ``env -C`` starts for it.
+
 Exit status: the command's; 125 with a message on stderr when the namespace
-cannot be set up (the chroot backend turns that into a TargetError); 126/127
-when the command cannot be executed, as ``env`` does.
+cannot be set up (the chroot backend turns that into a TargetError); 125 with
+:func:`wd_message` on stderr and the command not run when DIR is missing or
+not a folder (as ``env -C`` and ``docker exec -w`` give); 126/127 when the
+command cannot be executed, as ``env`` does.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ import ctypes
 import os
 import signal
 import sys
+from typing import NoReturn
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -47,6 +56,13 @@ RISCV64_MASK = r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xf
 ENTRY = "leapfrog-riscv64"
 SETUP_FAILED = 125
 PREFIX = "leapfrog qemu namespace: "
+#: The exit status when the working folder cannot be entered, as ``env -C`` gives.
+NO_WD = 125
+WD_OPTION = "--wd="
+USAGE = (
+    "usage: qemu_enter.py ROOT INTERPRETER MOUNTPOINT QEMU_DIR INSIDE -- ARGV...\n"
+    "       qemu_enter.py ROOT INTERPRETER MOUNTPOINT QEMU_DIR INSIDE --wd=DIR -- ARGV...\n"
+)
 
 
 def register_line(interpreter: str) -> str:
@@ -56,6 +72,11 @@ def register_line(interpreter: str) -> str:
     not survive the wrapper's ``execve``, and qemu opens the program by name.
     """
     return f":{ENTRY}:M::{RISCV64_MAGIC}:{RISCV64_MASK}:{interpreter}:PF"
+
+
+def wd_message(wd: str, reason: str) -> str:
+    """The whole stderr of a command that never ran because its working folder ``wd`` could not be entered."""
+    return f"leapfrog: cannot change to the working folder '{wd}' in the target: {reason}\n"
 
 
 def _fail(msg: str) -> None:
@@ -87,9 +108,28 @@ def _bind_qemu(libc: ctypes.CDLL, root: str, qemu_dir: str, inside: str) -> None
     os.chdir("/")
 
 
-def _child(
-    root: str, interpreter: str, mountpoint: str, qemu_dir: str, inside: str, argv: list[str], ready: int, go: int
-) -> None:
+def enter(wd: str | None, argv: list[str]) -> NoReturn:
+    """Change to the folder ``wd`` (relative to ``/``), then become ``argv``; never returns.
+
+    Called after the chroot, so ``wd`` and any link on its way are resolved
+    inside the root.
+    """
+    if wd is not None:
+        where = os.path.join("/", wd)
+        try:
+            os.chdir(where)
+        except OSError as e:
+            os.write(2, wd_message(where, e.strerror or str(e)).encode())
+            os._exit(NO_WD)
+    try:
+        os.execvp(argv[0], argv)  # noqa: S606 - the command the target was asked to run, as an argv
+    except OSError as e:
+        os.write(2, f"leapfrog: failed to run command '{argv[0]}': {e.strerror}\n".encode())
+        os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+
+
+def _child(head: list[str], wd: str | None, argv: list[str], ready: int, go: int) -> None:
+    root, interpreter, mountpoint, qemu_dir, inside = head
     libc = ctypes.CDLL(None, use_errno=True)
     if libc.unshare(CLONE_NEWUSER | CLONE_NEWNS) != 0:
         _fail(
@@ -117,18 +157,26 @@ def _child(
     except OSError as e:
         _fail(f'registering "{interpreter}" with the private binfmt_misc failed: {e}.')
     _bind_qemu(libc, root, qemu_dir, inside)
-    try:
-        os.execvp(argv[0], argv)  # noqa: S606 - the command the target was asked to run, as an argv
-    except OSError as e:
-        os.write(2, f"leapfrog: failed to run command '{argv[0]}': {e.strerror}\n".encode())
-        os._exit(127 if isinstance(e, FileNotFoundError) else 126)
+    enter(wd, argv)
+
+
+def parse(args: list[str]) -> tuple[list[str], str | None, list[str]] | None:
+    """(ROOT..INSIDE, DIR or None, ARGV) of a command line, or None when it is malformed (see :data:`USAGE`)."""
+    head, rest = args[:5], args[5:]
+    wd = None
+    if rest and rest[0].startswith(WD_OPTION):
+        wd, rest = rest[0].removeprefix(WD_OPTION), rest[1:]
+    if len(head) < 5 or len(rest) < 2 or rest[0] != "--" or wd == "":
+        return None
+    return head, wd, rest[1:]
 
 
 def main(args: list[str]) -> int:
-    if len(args) < 7 or args[5] != "--":
-        sys.stderr.write("usage: qemu_enter.py ROOT INTERPRETER MOUNTPOINT QEMU_DIR INSIDE -- ARGV...\n")
+    parsed = parse(args)
+    if parsed is None:
+        sys.stderr.write(USAGE)
         return 2
-    root, interpreter, mountpoint, qemu_dir, inside, argv = *args[:5], args[6:]
+    head, wd, argv = parsed
     ready_r, ready_w = os.pipe()
     go_r, go_w = os.pipe()
     pid = os.fork()
@@ -136,7 +184,7 @@ def main(args: list[str]) -> int:
         os.close(ready_r)
         os.close(go_w)
         try:
-            _child(root, interpreter, mountpoint, qemu_dir, inside, argv, ready_w, go_r)
+            _child(head, wd, argv, ready_w, go_r)
         finally:
             os._exit(SETUP_FAILED)
     os.close(ready_w)

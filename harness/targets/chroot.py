@@ -41,7 +41,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from harness import mounts, qemu_user, qemu_wrapper
+from harness import mounts, qemu_enter, qemu_user, qemu_wrapper
 from harness.errors import ConfigError, TargetError
 from harness.kinds import ChrootOptions
 from harness.model import TargetFacts
@@ -286,15 +286,20 @@ class ChrootTarget(Target):
     def _launch(
         self, root: Path, argv: list[str], *, timeout: float, env: dict[str, str] | None, cwd: str | None
     ) -> tuple[Completed, str | None]:
-        """Run ``argv`` in ``root``; also returns the folder unshare changed to (None when it was not used)."""
+        """Run ``argv`` in ``root``; also returns the folder unshare changed to (None when it was not used).
+
+        On a private binfmt, qemu_enter changes to ``cwd`` itself after its
+        chroot (``--wd``): natively, with no emulated ``env -C`` started; a
+        missing folder exits 125 naming it, as ``env -C`` did.
+        """
         wd: str | None = None
         if not self._private():
             outer, wd = enter_argv(str(root), argv, cwd)
         else:
-            inner = ["/usr/bin/env", "-C", cwd, *argv] if cwd else argv
             binary, interp = self._emulator()
+            in_folder = [qemu_enter.WD_OPTION + cwd] if cwd else []
             outer = [sys.executable, "-I", str(qemu_user.ENTER), str(root), interp, str(qemu_user.BINFMT_DIR)]
-            outer += [str(Path(binary).parent), qemu_wrapper.INSIDE, "--", *inner]
+            outer += [str(Path(binary).parent), qemu_wrapper.INSIDE, *in_folder, "--", *argv]
         done = run_process(
             outer,
             timeout=timeout,

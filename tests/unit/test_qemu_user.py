@@ -174,10 +174,8 @@ def test_every_command_of_a_profile_target_runs_through_the_private_binfmt(
         "/proc/sys/fs/binfmt_misc",
         str(binary.parent),  # bound read-only in the root, where the wrapper runs it
         qemu_wrapper.INSIDE,
+        "--wd=/tmp",  # qemu_enter changes folder itself, after its chroot: no emulated env -C
         "--",
-        "/usr/bin/env",
-        "-C",
-        "/tmp",
         "python3",
         "-c",
         "pass",
