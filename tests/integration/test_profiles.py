@@ -112,3 +112,40 @@ def test_a_run_on_two_profiles_compares_them_in_the_report(debian_image: CachedI
     assert extra[rva20]["numpy_simd"] == "not found RVV"
     assert extra[rva23]["numpy_simd"] == "found RVV"
     assert "BLAS at run time" in html  # shown in the target table too
+
+
+def test_a_profile_target_changes_folder_natively_and_a_missing_one_exits_125(
+    debian_image: CachedImage, tmp_path: Path
+) -> None:
+    """qemu_enter changes to the folder itself, after its chroot: no emulated env -C (gone from the root here)."""
+    target = make_target(load_project(ROOT).targets["debian-trixie-riscv64-rva23"])
+    assert isinstance(target, ChrootTarget)
+    target.start()
+    try:
+        env_program = target.local_path("/usr/bin/env")
+        assert env_program is not None
+        env_program.unlink()  # in the overlay only: the cached image keeps it
+        here = target.run(["sh", "-c", 'pwd; echo "$LEAPFROG_X"'], timeout=120, cwd="/tmp", env={"LEAPFROG_X": "kept"})
+        assert (here.exit_code, here.stdout) == (0, "/tmp\nkept\n"), here.stderr
+        assert target.run(["pwd"], timeout=120, cwd="tmp").stdout == "/tmp\n"  # relative to the root's /
+
+        missing = target.run(["sh", "-c", "echo ran > /tmp/ran"], timeout=120, cwd="/no/such/folder")
+        assert (missing.exit_code, missing.stdout) == (125, "")
+        said = (
+            "leapfrog: cannot change to the working folder '/no/such/folder' in the target: No such file or directory"
+        )
+        assert missing.stderr == said + "\n"
+        ran = target.local_path("/tmp/ran")
+        assert ran is not None
+        assert not ran.exists()  # the command never ran
+
+        # A link the target made is resolved inside the root: it cannot lead to the host's folder of that name.
+        (tmp_path / "host-only").write_text("host\n")
+        link = target.local_path("/tmp/out")
+        assert link is not None
+        link.symlink_to(tmp_path)
+        outside = target.run(["cat", "host-only"], timeout=120, cwd="/tmp/out")
+        assert (outside.exit_code, outside.stdout) == (125, ""), outside.stderr
+        assert target.run(["no-such-program"], timeout=120, cwd="/tmp").exit_code == 127
+    finally:
+        target.stop()
