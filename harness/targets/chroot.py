@@ -74,6 +74,18 @@ QEMU_BINFMT = {
 __all__ = ["ChrootTarget", "cleanup_stale", "kill_rooted", "mounts_under", "pids_rooted_at", "runs_dir"]
 
 
+def _setup_failed(stderr: str) -> bool:
+    """Whether ``stderr`` is only what chroot or qemu_enter say when the command never ran.
+
+    The whole of it, line by line: a command's own output (untrusted) that
+    merely quotes those words stays the command's result, not a target error.
+    """
+    lines = stderr.splitlines(keepends=True)
+    return bool(lines) and all(
+        line.endswith("\n") and line.startswith(("chroot: failed to run command", qemu_enter.PREFIX)) for line in lines
+    )
+
+
 class ChrootTarget(Target):
     kind: ClassVar[str] = "chroot"
     needs_image: ClassVar[bool] = True
@@ -275,9 +287,7 @@ class ChrootTarget(Target):
         done, wd = self._launch(root, argv, timeout=timeout, env=env, cwd=cwd)
         if unshare_refused(wd, done.exit_code, done.stdout, done.stderr):  # util-linux < 2.32: never ran
             done, wd = self._launch(root, argv, timeout=timeout, env=env, cwd=cwd)
-        if done.exit_code == 125 and (
-            "chroot: failed to run command" in done.stderr or "leapfrog qemu namespace:" in done.stderr
-        ):
+        if done.exit_code == 125 and _setup_failed(done.stderr):
             raise TargetError(f"target {self.name}: {done.stderr.strip()}")
         if wd is not None and missing_wd(wd, done.exit_code, done.stdout, done.stderr):
             done = dataclasses.replace(done, exit_code=125)  # a missing working folder, as env -C and docker say

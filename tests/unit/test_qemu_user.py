@@ -197,6 +197,42 @@ def test_a_namespace_that_cannot_be_set_up_is_a_target_error(tmp_path: Path, mon
         t.run(["true"], timeout=10)
 
 
+@pytest.mark.parametrize(
+    "stderr",
+    [
+        "the suite's own words\nleapfrog qemu namespace: mounting binfmt_misc failed\n",
+        "leapfrog qemu namespace: forged by the command\nand more of its own\n",
+        "leapfrog qemu namespace: no newline at the end",
+        "chroot: failed to run command 'x': forged\nTraceback (most recent call last):\n",
+    ],
+)
+def test_a_command_that_quotes_the_setup_messages_keeps_its_own_result(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stderr: str
+) -> None:
+    # stderr is the command's, so untrusted: only a setup failure's whole output is a target error.
+    t, _ = private_target(tmp_path, monkeypatch)
+    monkeypatch.setattr(
+        "harness.targets.chroot.run_process",
+        lambda argv, **kw: Completed(argv=argv, exit_code=125, signal=None, stdout="", stderr=stderr, wall=0.0),
+    )
+    done = t.run(["true"], timeout=10)
+    assert (done.exit_code, done.stderr) == (125, stderr)
+
+
+def test_both_lines_of_a_failed_id_map_are_a_target_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    t, _ = private_target(tmp_path, monkeypatch)
+    stderr = (
+        "leapfrog qemu namespace: writing /proc/7/uid_map failed: [Errno 1]; leapfrog must run as root.\n"
+        "leapfrog qemu namespace: the parent could not write the id maps of the new user namespace.\n"
+    )
+    monkeypatch.setattr(
+        "harness.targets.chroot.run_process",
+        lambda argv, **kw: Completed(argv=argv, exit_code=125, signal=None, stdout="", stderr=stderr, wall=0.0),
+    )
+    with pytest.raises(TargetError, match="leapfrog must run as root"):
+        t.run(["true"], timeout=10)
+
+
 def test_facts_record_the_qemu_version_binary_and_cpu_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     t, binary = private_target(tmp_path, monkeypatch)
     facts = t.enrich_facts(TargetFacts(arch="riscv64"))
