@@ -21,11 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime as _dt
 import hashlib
 import json
 import math
 import os
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,7 @@ from typing import Any
 import filelock
 
 from harness.errors import ConfigError, ImageError
-from harness.mounts import unmount_and_remove
+from harness.mounts import JOURNAL, unmount_and_remove, unmount_under
 from harness.paths import images_dir
 
 #: Bump when the way images are built changes, so old caches are not reused.
@@ -231,3 +233,96 @@ def remove_image(img: CachedImage) -> None:
     """
     (img.path / "meta.json").unlink(missing_ok=True)
     unmount_and_remove(img.path)
+
+
+@dataclasses.dataclass(frozen=True)
+class Built:
+    """What building a root filesystem found out, for its ``meta.json``."""
+
+    phases: dict[str, float] = dataclasses.field(default_factory=dict)  # seconds per build phase, in order
+    missing: list[str] = dataclasses.field(default_factory=list)  # of the packages, those the repository lacks
+    base: str = ""  # key of the image it was layered on, if any
+
+
+def build_image(
+    distro: str,
+    release: str,
+    arch: str,
+    mirror: str,
+    packages: list[str],
+    build: Callable[[Path], Built],
+    *,
+    how: str,
+    progress: Callable[[str], None] | None = None,
+) -> CachedImage:
+    """The image holding ``packages``, built by ``build(rootfs)`` unless another run built it while we waited.
+
+    Under the image's build lock: what an interrupted build left is unmounted
+    and removed, ``build`` fills ``<folder>/rootfs`` (the line "building
+    <name><how>" comes first), and ``meta.json`` is written last, atomically.
+    Whatever stops ``build`` (an error, Ctrl-C) unmounts and removes the folder.
+    """
+    key = image_key(distro, release, arch, mirror, packages)
+    name = f"{distro}-{release}-{arch}-{key}"
+    sweep_interrupted_builds()
+    with build_lock(name, progress=progress):
+        found = find_image(distro, release, arch, mirror, packages)
+        if found:  # another run built it while we waited
+            return found
+        folder = images_dir() / name
+        unmount_and_remove(folder)  # leftovers of an interrupted build, mounts first
+        folder.mkdir(parents=True)
+        start = time.monotonic()
+        try:
+            if progress:
+                progress(f"building {name}{how}")
+            built = build(folder / "rootfs")
+        except BaseException:
+            unmount_and_remove(folder)
+            raise
+        meta = ImageMeta(
+            key=key,
+            distro=distro,
+            release=release,
+            arch=arch,
+            mirror=mirror,
+            packages=packages,
+            recipe=RECIPE_VERSION,
+            built=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+            build_seconds=round(time.monotonic() - start, 1),
+            base=built.base,
+            phases=built.phases,
+            missing=built.missing,
+        )
+        tmp = folder / "meta.json.tmp"
+        tmp.write_text(json.dumps(meta.to_dict(), indent=2))
+        tmp.replace(folder / "meta.json")  # the image is complete from here on
+        return CachedImage(meta=meta, path=folder)
+
+
+def sweep_interrupted_builds() -> list[Path]:
+    """Unmount and remove what builds killed mid-way (SIGKILL, OOM) left; returns the folders cleaned.
+
+    A build folder with a mount journal and no meta.json is a leftover when
+    nobody holds its build lock (a live build holds it; the kernel drops it
+    when the process dies).
+    """
+    cleaned = []
+    root = images_dir()
+    for journal in sorted(root.glob(f"*/{JOURNAL}")):
+        folder = journal.parent
+        lock = filelock.FileLock(str(root / f"{folder.name}.lock"))
+        try:
+            lock.acquire(timeout=0)
+        except filelock.Timeout:
+            continue  # being built right now
+        try:
+            if (folder / "meta.json").exists():
+                if not unmount_under(folder):
+                    journal.unlink(missing_ok=True)
+            else:
+                unmount_and_remove(folder)
+            cleaned.append(folder)
+        finally:
+            lock.release()
+    return cleaned

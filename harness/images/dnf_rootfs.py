@@ -40,8 +40,6 @@ the architecture and the sorted packages.
 
 from __future__ import annotations
 
-import datetime as _dt
-import json
 import os
 import re
 import shutil
@@ -55,9 +53,7 @@ from harness.config import ImageSpec, check_package_names, check_release
 from harness.errors import ImageError
 from harness.hostreq import install_hint
 from harness.images import buildrun
-from harness.images.cache import RECIPE_VERSION, CachedImage, ImageMeta, build_lock, find_image, image_key
-from harness.mounts import unmount_and_remove
-from harness.paths import images_dir
+from harness.images.cache import Built, CachedImage, build_image, find_image
 
 #: Always in an openEuler image: what the probe and pytest need (names as openEuler's repositories have them).
 BASE_PACKAGES = ["python3", "python3-pytest", "coreutils"]
@@ -285,45 +281,18 @@ def ensure_image(
     progress: Callable[[str], None] | None = None,
 ) -> CachedImage:
     """A cached openEuler image holding ``packages`` (those the repository has), built with dnf if needed."""
+    where = (spec.distro, spec.release, spec.arch, repo_url(spec))
     pkgs = image_packages(spec, packages)
-    url = repo_url(spec)
-    found = find_image(spec.distro, spec.release, spec.arch, url, pkgs)
+    found = find_image(*where, pkgs)
     if found:
         return found
-    key = image_key(spec.distro, spec.release, spec.arch, url, pkgs)
-    name = f"{spec.distro}-{spec.release}-{spec.arch}-{key}"
-    with build_lock(name, progress=progress):
-        found = find_image(spec.distro, spec.release, spec.arch, url, pkgs)
-        if found:  # another run built it while we waited
-            return found
-        folder = images_dir() / name
-        unmount_and_remove(folder)  # leftovers of an interrupted build
-        folder.mkdir(parents=True)
-        start = time.monotonic()
-        try:
-            if progress:
-                progress(f"building {name} with dnf ({len(pkgs)} packages, profile {spec.profile})")
-            phases, missing = build_rootfs(spec, pkgs, folder / "rootfs", progress=progress)
-        except BaseException:
-            unmount_and_remove(folder)
-            raise
-        meta = ImageMeta(
-            key=key,
-            distro=spec.distro,
-            release=spec.release,
-            arch=spec.arch,
-            mirror=url,
-            packages=pkgs,
-            recipe=RECIPE_VERSION,
-            built=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
-            build_seconds=round(time.monotonic() - start, 1),
-            phases=phases,
-            missing=missing,
-        )
-        tmp = folder / "meta.json.tmp"
-        tmp.write_text(json.dumps(meta.to_dict(), indent=2))
-        tmp.replace(folder / "meta.json")  # the image is complete from here on
-        return CachedImage(meta=meta, path=folder)
+
+    def build(dest: Path) -> Built:
+        phases, missing = build_rootfs(spec, pkgs, dest, progress=progress)
+        return Built(phases=phases, missing=missing)
+
+    how = f" with dnf ({len(pkgs)} packages, profile {spec.profile})"
+    return build_image(*where, pkgs, build, how=how, progress=progress)
 
 
 def missing_packages(spec: ImageSpec, packages: list[str]) -> list[str]:

@@ -277,6 +277,35 @@ def test_sweep_cleans_a_killed_build_and_leaves_a_live_one(cache_dir: Path) -> N
     assert live.exists()
 
 
+def test_build_image_removes_an_interrupted_build_and_writes_meta_last(cache_dir: Path) -> None:
+    where = ("debian", "trixie", "riscv64", "m")
+    seen: list[str] = []
+
+    def interrupted(dest: Path) -> cache.Built:
+        (dest / "usr").mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        cache.build_image(*where, ["a"], interrupted, how=" by hand", progress=seen.append)
+    assert list(cache.images_dir().iterdir()) == [cache.images_dir() / f"{seen[0].split()[1]}.lock"]
+
+    def build(dest: Path) -> cache.Built:
+        (dest / "usr").mkdir(parents=True)
+        assert not (dest.parent / "meta.json").exists()
+        return cache.Built(phases={"p": 1.0}, base="b")
+
+    img = cache.build_image(*where, ["a"], build, how=" by hand", progress=seen.append)
+    assert seen == [f"building {img.meta.name} by hand"] * 2
+    assert sorted(p.name for p in img.path.iterdir()) == ["meta.json", "rootfs"]
+    assert (img.meta.packages, img.meta.phases, img.meta.base, img.meta.missing) == (["a"], {"p": 1.0}, "b", [])
+    assert cache.list_images() == [img]
+
+    def never(dest: Path) -> cache.Built:
+        raise AssertionError("built twice")
+
+    assert cache.build_image(*where, ["a"], never, how="", progress=seen.append) == img  # found under the lock
+
+
 HOLDER = """
 import sys, time
 from harness.images import cache

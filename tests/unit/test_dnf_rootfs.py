@@ -265,3 +265,30 @@ def test_missing_packages_reads_the_cached_image(monkeypatch: pytest.MonkeyPatch
     (folder / "meta.json").write_text(json.dumps({**meta.to_dict(), "missing": ["python3-torch"]}))
     assert dnf_rootfs.missing_packages(spec(), ["python3-numpy", "python3-torch"]) == ["python3-torch"]
     assert dnf_rootfs.missing_packages(spec(profile="rva20"), ["python3-numpy", "python3-torch"]) == []
+
+
+def test_a_dnf_build_first_sweeps_what_a_killed_build_left(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from harness import mounts
+
+    monkeypatch.setenv("LEAPFROG_CACHE", str(tmp_path))
+    info = tmp_path / "mountinfo"
+    info.write_text("1 0 8:1 / / rw - ext4 /dev/sda1 rw\n")
+    monkeypatch.setattr(mounts, "MOUNTINFO", str(info))
+    killed = cache.images_dir() / "openeuler-24.03-LTS-SP3-riscv64-0000"  # journal, no meta.json, lock free
+    (killed / "rootfs" / "usr").mkdir(parents=True)
+    mounts.record_mount(killed, killed / "rootfs" / "proc")
+
+    def fake_build(s: ImageSpec, p: list[str], dest: Path, **_kw: object) -> tuple[dict[str, float], list[str]]:
+        assert not killed.exists(), "the leftover is swept before the build starts"
+        (dest / "usr").mkdir(parents=True)
+        return {"dnf install": 1.0}, ["python3-torch"]
+
+    monkeypatch.setattr(dnf_rootfs, "build_rootfs", fake_build)
+    seen: list[str] = []
+    img = dnf_rootfs.ensure_image(spec(), ["python3-torch"], progress=seen.append)
+    assert not killed.exists()
+    assert json.loads((img.path / "meta.json").read_text())["missing"] == ["python3-torch"]
+    assert img.meta.mirror == dnf_rootfs.repo_url(spec())
+    assert img.meta.phases == {"dnf install": 1.0}
+    assert seen == [f"building {img.meta.name} with dnf (4 packages, profile rva23)"]
+    assert [p.name for p in cache.images_dir().iterdir() if p.is_dir()] == [img.meta.name]
