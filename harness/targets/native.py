@@ -5,6 +5,12 @@ The suite runs on the Python that runs leapfrog unless the target file says
 
     kind = "native"
     description = "The host (baseline)"
+
+Every command gets ``LEAPFROG_RUN=<tag>`` in its environment
+(:mod:`harness.targets.leftovers`); ``stop()`` kills whatever a command
+started and left running (a server a failed test did not stop, a daemon that
+called ``setsid``), found by that tag, and nothing else.  A process that
+clears its environment (``env -i``) is not found.
 """
 
 from __future__ import annotations
@@ -19,11 +25,14 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from harness.errors import TargetError
 from harness.kinds import NativeOptions
 from harness.model import TargetFacts
+from harness.targets import leftovers
 from harness.targets._common import GET_LIMIT, copy_out
 from harness.targets._proc import run_process
 from harness.targets.base import Completed, Target
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from harness.config import TargetConfig
 
 
@@ -33,6 +42,19 @@ class NativeTarget(Target):
     facts_from_probe: ClassVar[bool] = True
 
     Options = NativeOptions
+
+    def __init__(
+        self,
+        config: TargetConfig,
+        *,
+        packages: list[str] | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(config, packages=packages, progress=progress)
+        #: What this target's commands carry in ``LEAPFROG_RUN``; ``stop()`` kills what still carries it.
+        self.family = leftovers.new_family()
+        #: False for a view (:meth:`attach`): the target that made the family kills its processes.
+        self.owns_family = True
 
     def start(self) -> None:
         pass
@@ -54,9 +76,17 @@ class NativeTarget(Target):
         env: dict[str, str] | None = None,
         cwd: str | None = None,
     ) -> Completed:
-        full_env = {**os.environ, **self.config.env, **(env or {})}
+        tag = leftovers.command_tag(self.family)
+        full_env = {**os.environ, **self.config.env, **(env or {}), leftovers.NAME: tag}
         try:
-            return run_process(self._argv(argv), timeout=timeout, env=full_env, cwd=cwd, reported_argv=argv)
+            return run_process(
+                self._argv(argv),
+                timeout=timeout,
+                env=full_env,
+                cwd=cwd,
+                reported_argv=argv,
+                on_timeout=lambda: _ignore(leftovers.kill("tag", tag)),  # what left the process group too
+            )
         except FileNotFoundError as e:
             if cwd is not None and not os.path.isdir(cwd):
                 raise TargetError(f'native target: the working folder "{cwd}" does not exist on the host.') from e
@@ -90,14 +120,26 @@ class NativeTarget(Target):
         return facts
 
     def stop(self) -> None:
-        pass
+        """Kill every process a command of this target started and left running (none for a view)."""
+        if self.owns_family:
+            leftovers.kill("family", self.family)
 
     def handle(self) -> dict[str, Any]:
-        return {}
+        return {"run": self.family}
 
     @classmethod
     def attach(cls, config: TargetConfig, handle: dict[str, Any]) -> NativeTarget:
-        return cls(config)
+        """A view whose commands carry the owner's family: the owner's ``stop()`` ends what they left running."""
+        target = cls(config)
+        family = handle.get("run")
+        if leftovers.is_family(family):
+            target.family = str(family)
+            target.owns_family = False
+        return target
+
+
+def _ignore(_: object) -> None:
+    pass
 
 
 def _copy(src: Path, dest: Path) -> None:

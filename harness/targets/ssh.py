@@ -23,7 +23,13 @@ Host keys are checked against ``known_hosts``; an unknown host is refused
 unless ``accept_new_host_key`` is true, and a host whose key *changed* is
 always refused.  Commands run as ``cd CWD && exec env K=V ARGV`` (the server's
 ``AcceptEnv`` is not relied on); on timeout the command's whole process group
-is killed over a second channel.  Files move over SFTP.
+is killed over a second channel, and with it every process that carries the
+command's ``LEAPFROG_RUN`` tag (:mod:`harness.targets.leftovers`), also one
+that left the group with ``setsid``.  ``stop()`` kills, with one
+``python3 -c`` on the machine, every process a command of this target started
+and left running (a server a failed test did not stop), found by that tag and
+nothing else; a process that clears its environment (``env -i``) is not
+found.  Files move over SFTP.
 
 This module is the target's lifecycle only; the connection and what runs over
 it are :class:`~harness.targets.ssh_session.SshSession`, which the ``qemu-vm``
@@ -32,9 +38,13 @@ backend uses too (both through :class:`~harness.targets.ssh_base.SshBackedTarget
 
 from __future__ import annotations
 
+import logging
+import shlex
 from typing import TYPE_CHECKING, Any
 
+from harness.errors import TargetError
 from harness.kinds import SshOptions
+from harness.targets import leftovers
 from harness.targets.ssh_base import SshBackedTarget
 from harness.targets.ssh_session import SshSession
 
@@ -42,6 +52,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from harness.config import TargetConfig
+    from harness.targets.base import Completed
+
+log = logging.getLogger(__name__)
 
 
 class SshTarget(SshBackedTarget):
@@ -61,6 +74,10 @@ class SshTarget(SshBackedTarget):
     ) -> None:
         super().__init__(config, packages=packages, progress=progress)
         self.session = SshSession(self.options, target_name=self.name)
+        #: What this target's commands carry in ``LEAPFROG_RUN``; ``stop()`` kills what still carries it.
+        self.family = leftovers.new_family()
+        #: False for a view (:meth:`attach`): the target that made the family kills its processes.
+        self.owns_family = True
 
     @property
     def options(self) -> SshOptions:
@@ -76,18 +93,58 @@ class SshTarget(SshBackedTarget):
     def start(self) -> None:
         self.session.connect()
 
+    def run(
+        self,
+        argv: list[str],
+        *,
+        timeout: float,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+    ) -> Completed:
+        tagged = {**(env or {}), leftovers.NAME: leftovers.command_tag(self.family)}
+        return super().run(argv, timeout=timeout, env=tagged, cwd=cwd)
+
     def handle(self) -> dict[str, Any]:
         # The file says how to log in; connecting here first means a host key
         # accepted on first use is in known_hosts before another process checks it.
         self.session.connect()
-        return {}
+        return {"run": self.family}
 
     @classmethod
     def attach(cls, config: TargetConfig, handle: dict[str, Any]) -> SshTarget:
-        """Its own SSH connection to the same machine; ``stop()`` closes just that."""
+        """Its own SSH connection to the same machine; ``stop()`` closes just that.
+
+        Its commands carry the owner's family, so the owner's ``stop()`` ends
+        what they leave running (a server a host-driven test started).
+        """
         target = cls(config)
+        family = handle.get("run")
+        if leftovers.is_family(family):
+            target.family = str(family)
+            target.owns_family = False
         target.session.connect()
         return target
 
     def stop(self) -> None:
+        """Kill what this target's commands left running (not for a view, nor with the connection gone); close it."""
+        if self.owns_family and self.session.connected:
+            self._kill_leftovers()
         self.session.close()
+
+    def _kill_leftovers(self) -> None:
+        """One ``python3 -c`` on the machine, bounded by ``io_timeout``; a failure is a warning, never an error."""
+        argv = leftovers.scan_argv(self.config.python, "family", self.family)
+        try:
+            done = self.session.run(argv, timeout=self.options.io_timeout)
+        except TargetError as e:
+            said = str(e).replace(repr(shlex.join(argv)), f"'{self.config.python} -c <leftovers.py> family ...'")
+            log.warning("%s: could not kill what the commands left running: %s", self.session.where, said)
+            return
+        if not done.ok:
+            log.warning(
+                "%s: could not kill what the commands left running: %s exited with %s: %s",
+                self.session.where,
+                self.config.python,
+                "a timeout" if done.timed_out else done.exit_code,
+                done.stderr.strip()[-500:],
+            )

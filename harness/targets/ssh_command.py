@@ -3,7 +3,9 @@
 Commands run as ``cd CWD && exec env K=V ARGV`` (the server's ``AcceptEnv`` is
 not relied on), after a first line that prints the shell's PID: sshd makes
 each session a process group of its own, so on timeout that whole group is
-killed over a second channel (:func:`kill_command`).  :class:`MarkerFilter`
+killed over a second channel (:func:`kill_command`), and with it every
+process that carries the command's ``LEAPFROG_RUN`` tag
+(:mod:`harness.targets.leftovers`): what left the group with ``setsid``.  :class:`MarkerFilter`
 takes the marker line back out of the command's stdout.
 """
 
@@ -13,6 +15,7 @@ import shlex
 
 from harness.errors import ConfigError
 from harness.kinds import ENV_NAME
+from harness.targets import leftovers
 from harness.targets._proc import BoundedBuffer
 
 #: First line the remote shell prints: the process group to kill on timeout.
@@ -43,9 +46,24 @@ def build_command(argv: list[str], *, env: dict[str, str] | None = None, cwd: st
     return " && ".join(steps)
 
 
-def kill_command(pgid: int) -> str:
-    """Kill the process group ``pgid`` (and its leader, should the group be gone)."""
-    return f"kill -s KILL -- -{pgid} 2>/dev/null; kill -s KILL -- {pgid} 2>/dev/null; true"
+def kill_command(pgid: int, tag: str | None = None) -> str:
+    """Kill the process group ``pgid`` (and its leader, should the group be gone).
+
+    With ``tag`` (the command's ``LEAPFROG_RUN`` value), then also every
+    process that carries exactly that tag, with ``python3`` on the machine.
+    """
+    steps = [f"kill -s KILL -- -{pgid} 2>/dev/null", f"kill -s KILL -- {pgid} 2>/dev/null"]
+    if tag is not None:
+        if not leftovers.is_tag(tag):
+            raise ValueError(f"kill_command: {tag!r} is not a {leftovers.NAME} tag.")
+        steps.append(shlex.join(leftovers.scan_argv("python3", "tag", tag)) + " >/dev/null 2>&1")
+    return "; ".join([*steps, "true"])
+
+
+def tag_of(env: dict[str, str] | None) -> str | None:
+    """The command's ``LEAPFROG_RUN`` tag in ``env``, when it holds a valid one."""
+    value = (env or {}).get(leftovers.NAME)
+    return value if leftovers.is_tag(value) else None
 
 
 class MarkerFilter:

@@ -34,7 +34,7 @@ from harness.targets._common import GET_LIMIT
 from harness.targets._proc import BoundedBuffer
 from harness.targets.base import Completed
 from harness.targets.sftp import SftpChannel, download, upload
-from harness.targets.ssh_command import MarkerFilter, build_command, kill_command
+from harness.targets.ssh_command import MarkerFilter, build_command, kill_command, tag_of
 from harness.targets.ssh_forward import Forwarder
 from harness.targets.ssh_login import Transport, login_error, open_client, refused_by_host, signal_number
 
@@ -233,6 +233,7 @@ class SshSession:
         cwd: str | None = None,
     ) -> Completed:
         command = build_command(argv, env=env, cwd=cwd)
+        tag = tag_of(env)  # what the kill on timeout finds besides the process group
         self.check_alive()
         chan = self._open_session()
         transport = chan.get_transport()
@@ -283,7 +284,7 @@ class SshSession:
                     timed_out = True
                     # Without a process group there is nothing to kill, nor a reason to wait for it.
                     kill_deadline = now + (_KILL_GRACE if marker.pgid is not None else 0.0)
-                    self._kill(transport, marker.pgid)
+                    self._kill(transport, marker.pgid, tag)
                 if timed_out and now >= kill_deadline:
                     break
                 if not busy:
@@ -293,7 +294,7 @@ class SshSession:
             raise self._lost(f"running {shlex.join(argv)!r}", e) from e
         except BaseException:  # Ctrl-C, or the machine died: leave nothing running in the target
             if transport.is_active():
-                self._kill(transport, marker.pgid)
+                self._kill(transport, marker.pgid, tag)
             chan.close()
             raise
         wall = time.monotonic() - started
@@ -321,15 +322,15 @@ class SshSession:
             timed_out=timed_out,
         )
 
-    def _kill(self, transport: paramiko.Transport, pgid: int | None) -> None:
-        """Kill process group ``pgid`` over a second channel of ``transport``; never raises."""
+    def _kill(self, transport: paramiko.Transport, pgid: int | None, tag: str | None = None) -> None:
+        """Kill process group ``pgid`` (and what carries ``tag``) over another channel; never raises."""
         if pgid is None:
             log.warning("%s: the command never reported its process group; cannot kill it", self.where)
             return
         try:
             chan = transport.open_session(timeout=self.options.connect_timeout)
             with self._deadline(chan, f"killing process group {pgid}"):
-                chan.exec_command(kill_command(pgid))
+                chan.exec_command(kill_command(pgid, tag))
             chan.status_event.wait(self.options.connect_timeout)
             chan.close()
         except (paramiko.SSHException, EOFError, OSError, TargetError) as e:

@@ -12,6 +12,7 @@ import pytest
 from harness import terminal
 from harness.config import ImageSpec, TargetConfig
 from harness.errors import TargetError
+from harness.targets import leftovers
 from harness.targets.base import Completed
 from harness.targets.native import NativeTarget
 from harness.targets.qemu_vm import QemuVmTarget
@@ -75,6 +76,8 @@ def test_both_ssh_kinds_run_put_get_and_forward_through_their_session(tmp_path: 
     target.put(tmp_path / "a", "/tmp/a")
     target.get("/tmp/b", tmp_path / "b", limit=7)
     assert target.forward(8000) == ("127.0.0.1", 48000)
+    if kind == "ssh":  # its commands also carry their LEAPFROG_RUN tag (harness/targets/leftovers.py)
+        assert leftovers.is_tag(session.calls[0][1][2].pop(leftovers.NAME))
     assert session.calls == [
         ("run", (["true"], 5, {"FROM_FILE": "1", "BOTH": "call"}, "/tmp")),  # the file's env, the call's on top
         ("put", (tmp_path / "a", "/tmp/a")),
