@@ -142,7 +142,7 @@ class SshTarget(SshBackedTarget):
             return
         if not done.ok:
             log.warning(
-                "%s: could not kill what the commands left running: %s exited with %s: %s",
+                "%s: could not kill what the commands left running: %s exited with %s: %r",  # %r: escaped
                 self.session.where,
                 self.config.python,
                 "a timeout" if done.timed_out else done.exit_code,

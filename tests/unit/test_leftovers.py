@@ -238,6 +238,22 @@ def test_an_ssh_stop_whose_scan_fails_warns_and_still_closes(
     assert not target.session.connected
 
 
+def test_what_a_failed_scan_prints_reaches_the_log_escaped(
+    ssh_config: TargetConfig, caplog: pytest.LogCaptureFixture, tmp_path: Path
+) -> None:
+    # The machine's stderr is untrusted: an escape sequence in it is shown, not obeyed, in the terminal.
+    python = tmp_path / "python3"
+    python.write_text("#!/bin/sh\nprintf '\\033[2Jforged\\n' >&2\nexit 3\n")
+    python.chmod(0o755)
+    target = SshTarget(dataclasses.replace(ssh_config, python=str(python)))
+    target.start()
+    with caplog.at_level(logging.WARNING, logger="harness.targets.ssh"):
+        target.stop()
+    assert "exited with 3" in caplog.text
+    assert "\\x1b[2Jforged" in caplog.text
+    assert "\x1b" not in caplog.text
+
+
 def test_an_ssh_stop_before_start_connects_to_nothing(ssh_config: TargetConfig) -> None:
     target = SshTarget(ssh_config)
     target.stop()
