@@ -197,6 +197,38 @@ def test_ssh_target_accepts_and_saves_a_new_host_key_only_when_asked(vm: QemuVmT
     assert known.read_text() == vm.disk.known_hosts_line("127.0.0.1", vm.ssh_port)
 
 
+@pytest.mark.ssh
+def test_ssh_target_stop_kills_what_its_commands_left_running_and_nothing_else(
+    vm: QemuVmTarget, tmp_path: Path
+) -> None:
+    """Against a real sshd and a real riscv64 python3: a plain background child and a setsid one are ended."""
+    assert vm.disk is not None
+    assert vm.ssh_port is not None
+    known = tmp_path / "known_hosts"
+    known.write_text(vm.disk.known_hosts_line("127.0.0.1", vm.ssh_port))
+    # Not the board's: started by the VM target's own connection, it carries no tag of the board.
+    other = vm.run(["sh", "-c", "sleep 302 >/dev/null 2>&1 & echo $!"], timeout=60)
+    assert other.ok, other.stderr
+    unrelated = int(other.stdout)
+    try:
+        board = SshTarget(ssh_config(tmp_path, ssh_options(vm, known)))
+        board.start()
+        left = board.run(
+            ["sh", "-c", "sleep 300 >/dev/null 2>&1 & echo $!; setsid sleep 301 >/dev/null 2>&1 & echo $!"],
+            timeout=60,
+        )
+        assert left.ok, left.stderr
+        pids = [int(x) for x in left.stdout.split()]
+        alive = vm.run(["sh", "-c", " && ".join(f"kill -0 {p}" for p in [*pids, unrelated])], timeout=60)
+        assert alive.ok, "the sleeps should run until the board's stop()"
+        board.stop()
+        for pid in pids:
+            assert vm.run(["kill", "-0", str(pid)], timeout=60).exit_code != 0, f"{pid} survived the stop()"
+        assert vm.run(["kill", "-0", str(unrelated)], timeout=60).ok, "a process the board did not start was killed"
+    finally:
+        vm.run(["kill", "-9", str(unrelated)], timeout=60)
+
+
 # --------------------------------------------------------------------------- last: QEMU dies
 
 
