@@ -74,6 +74,7 @@ class SshTarget(SshBackedTarget):
     ) -> None:
         super().__init__(config, packages=packages, progress=progress)
         self.session = SshSession(self.options, target_name=self.name)
+        self.session.python = config.python
         #: What this target's commands carry in ``LEAPFROG_RUN``; ``stop()`` kills what still carries it.
         self.family = leftovers.new_family()
         #: False for a view (:meth:`attach`): the target that made the family kills its processes.

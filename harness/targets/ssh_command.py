@@ -46,17 +46,17 @@ def build_command(argv: list[str], *, env: dict[str, str] | None = None, cwd: st
     return " && ".join(steps)
 
 
-def kill_command(pgid: int, tag: str | None = None) -> str:
+def kill_command(pgid: int, tag: str | None = None, python: str = "python3") -> str:
     """Kill the process group ``pgid`` (and its leader, should the group be gone).
 
     With ``tag`` (the command's ``LEAPFROG_RUN`` value), then also every
-    process that carries exactly that tag, with ``python3`` on the machine.
+    process that carries exactly that tag, with ``python`` (the target's) on the machine.
     """
     steps = [f"kill -s KILL -- -{pgid} 2>/dev/null", f"kill -s KILL -- {pgid} 2>/dev/null"]
     if tag is not None:
         if not leftovers.is_tag(tag):
             raise ValueError(f"kill_command: {tag!r} is not a {leftovers.NAME} tag.")
-        steps.append(shlex.join(leftovers.scan_argv("python3", "tag", tag)) + " >/dev/null 2>&1")
+        steps.append(shlex.join(leftovers.scan_argv(python, "tag", tag)) + " >/dev/null 2>&1")
     return "; ".join([*steps, "true"])
 
 

@@ -75,6 +75,8 @@ class SshSession:
         self._forwarders: dict[int, Forwarder] = {}
         self._lock = threading.Lock()  # forwarders
         self._connect_lock = threading.RLock()  # run() and forwarder threads may reconnect at once
+        #: The machine's Python, which scans for what a timed-out command left (its target's ``python``).
+        self.python = "python3"
 
     def __repr__(self) -> str:
         o = self.options
@@ -330,7 +332,7 @@ class SshSession:
         try:
             chan = transport.open_session(timeout=self.options.connect_timeout)
             with self._deadline(chan, f"killing process group {pgid}"):
-                chan.exec_command(kill_command(pgid, tag))
+                chan.exec_command(kill_command(pgid, tag, self.python))
             chan.status_event.wait(self.options.connect_timeout)
             chan.close()
         except (paramiko.SSHException, EOFError, OSError, TargetError) as e:

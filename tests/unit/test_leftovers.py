@@ -222,6 +222,11 @@ def test_a_timeout_kills_what_the_command_left_and_not_what_another_command_left
     assert _alive(earlier), "the timeout killed what another command of the target left"
 
 
+def test_an_ssh_timeout_scans_with_the_targets_python(ssh_config: TargetConfig) -> None:
+    target = SshTarget(dataclasses.replace(ssh_config, python="/opt/py/bin/python3"))
+    assert target.session.python == "/opt/py/bin/python3"
+
+
 # --------------------------------------------------------------------------- ssh: the scan may fail
 
 
@@ -332,6 +337,7 @@ def test_the_ssh_kill_command_adds_the_tag_scan_only_for_a_valid_tag() -> None:
     assert "python3" not in kill_command(42)
     assert kill_command(42, tag).startswith("kill -s KILL -- -42 ")
     assert f"tag {tag} >/dev/null" in kill_command(42, tag)
+    assert kill_command(42, tag, "/opt/py/bin/python3").split("; ")[2].startswith("/opt/py/bin/python3 -c ")
     with pytest.raises(ValueError, match="not a LEAPFROG_RUN tag"):
         kill_command(42, "0; reboot")
     assert tag_of({leftovers.NAME: tag}) == tag
