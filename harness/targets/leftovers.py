@@ -60,6 +60,33 @@ def is_tag(value: object) -> bool:
     return isinstance(value, str) and _TAG.fullmatch(value) is not None
 
 
+class Family:
+    """One target object's family: the value its commands carry, and whether its ``stop()`` kills what they left.
+
+    A view (a target ``attach()``ed from a handle that names a family) carries
+    the owner's family and kills nothing: the owner's ``stop()`` ends what the
+    view's commands left running.
+    """
+
+    def __init__(self, value: str | None = None, *, owned: bool = True) -> None:
+        self.value = value or new_family()
+        self.owned = owned
+
+    def tag(self) -> str:
+        """A fresh tag for one command."""
+        return command_tag(self.value)
+
+    def handle(self) -> dict[str, str]:
+        """What a target's ``handle()`` passes on, for :meth:`of_handle` in another process."""
+        return {"run": self.value}
+
+    @classmethod
+    def of_handle(cls, handle: dict[str, object]) -> Family:
+        """The owner's family, not owned, when ``handle`` names a valid one; else a fresh family of its own."""
+        value = handle.get("run")
+        return cls(value, owned=False) if isinstance(value, str) and is_family(value) else cls()
+
+
 def carries(environ: bytes, mode: str, value: str) -> bool:
     """Whether a NUL-separated ``environ`` holds an entry ``LEAPFROG_RUN=...`` that ``value`` names.
 

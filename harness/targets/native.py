@@ -52,9 +52,7 @@ class NativeTarget(Target):
     ) -> None:
         super().__init__(config, packages=packages, progress=progress)
         #: What this target's commands carry in ``LEAPFROG_RUN``; ``stop()`` kills what still carries it.
-        self.family = leftovers.new_family()
-        #: False for a view (:meth:`attach`): the target that made the family kills its processes.
-        self.owns_family = True
+        self.family = leftovers.Family()
 
     def start(self) -> None:
         pass
@@ -76,7 +74,7 @@ class NativeTarget(Target):
         env: dict[str, str] | None = None,
         cwd: str | None = None,
     ) -> Completed:
-        tag = leftovers.command_tag(self.family)
+        tag = self.family.tag()
         full_env = {**os.environ, **self.config.env, **(env or {}), leftovers.NAME: tag}
         try:
             return run_process(
@@ -121,20 +119,17 @@ class NativeTarget(Target):
 
     def stop(self) -> None:
         """Kill every process a command of this target started and left running (none for a view)."""
-        if self.owns_family:
-            leftovers.kill("family", self.family)
+        if self.family.owned:
+            leftovers.kill("family", self.family.value)
 
     def handle(self) -> dict[str, Any]:
-        return {"run": self.family}
+        return self.family.handle()
 
     @classmethod
     def attach(cls, config: TargetConfig, handle: dict[str, Any]) -> NativeTarget:
         """A view whose commands carry the owner's family: the owner's ``stop()`` ends what they left running."""
         target = cls(config)
-        family = handle.get("run")
-        if leftovers.is_family(family):
-            target.family = str(family)
-            target.owns_family = False
+        target.family = leftovers.Family.of_handle(handle)
         return target
 
 

@@ -76,9 +76,7 @@ class SshTarget(SshBackedTarget):
         self.session = SshSession(self.options, target_name=self.name)
         self.session.python = config.python
         #: What this target's commands carry in ``LEAPFROG_RUN``; ``stop()`` kills what still carries it.
-        self.family = leftovers.new_family()
-        #: False for a view (:meth:`attach`): the target that made the family kills its processes.
-        self.owns_family = True
+        self.family = leftovers.Family()
 
     @property
     def options(self) -> SshOptions:
@@ -102,14 +100,14 @@ class SshTarget(SshBackedTarget):
         env: dict[str, str] | None = None,
         cwd: str | None = None,
     ) -> Completed:
-        tagged = {**(env or {}), leftovers.NAME: leftovers.command_tag(self.family)}
+        tagged = {**(env or {}), leftovers.NAME: self.family.tag()}
         return super().run(argv, timeout=timeout, env=tagged, cwd=cwd)
 
     def handle(self) -> dict[str, Any]:
         # The file says how to log in; connecting here first means a host key
         # accepted on first use is in known_hosts before another process checks it.
         self.session.connect()
-        return {"run": self.family}
+        return self.family.handle()
 
     @classmethod
     def attach(cls, config: TargetConfig, handle: dict[str, Any]) -> SshTarget:
@@ -119,22 +117,19 @@ class SshTarget(SshBackedTarget):
         what they leave running (a server a host-driven test started).
         """
         target = cls(config)
-        family = handle.get("run")
-        if leftovers.is_family(family):
-            target.family = str(family)
-            target.owns_family = False
+        target.family = leftovers.Family.of_handle(handle)
         target.session.connect()
         return target
 
     def stop(self) -> None:
         """Kill what this target's commands left running (not for a view, nor with the connection gone); close it."""
-        if self.owns_family and self.session.connected:
+        if self.family.owned and self.session.connected:
             self._kill_leftovers()
         self.session.close()
 
     def _kill_leftovers(self) -> None:
         """One ``python3 -c`` on the machine, bounded by ``io_timeout``; a failure is a warning, never an error."""
-        argv = leftovers.scan_argv(self.config.python, "family", self.family)
+        argv = leftovers.scan_argv(self.config.python, "family", self.family.value)
         try:
             done = self.session.run(argv, timeout=self.options.io_timeout)
         except TargetError as e:

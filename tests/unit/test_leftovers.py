@@ -1,7 +1,7 @@
 """What a command leaves running ends with the target, and nothing else does (harness/targets/leftovers.py).
 
 native runs on the host; ssh runs through the loopback SSH server of
-test_ssh_unit.py, which executes each command on this host, so the processes
+test_contract.py (WholeSsh), which executes each command on this host, so the processes
 a command leaves are visible here in /proc either way.  Every process a test
 starts itself is killed in its teardown.
 """
@@ -25,7 +25,7 @@ from harness.targets.base import Target
 from harness.targets.native import NativeTarget
 from harness.targets.ssh import SshTarget
 from harness.targets.ssh_command import kill_command, tag_of
-from tests.unit.test_ssh_unit import LoopbackSsh, make_config
+from tests.unit.test_contract import WholeSsh, _ssh
 
 #: Starts ``sleep 300`` in a new session (as a daemon would) that writes its PID to $1 and outlives the command.
 SETSID = 'setsid sh -c \'echo $$ > "$0"; exec sleep 300\' "$1" </dev/null >/dev/null 2>&1 &'
@@ -104,20 +104,15 @@ def pids(tmp_path: Path) -> Iterator[Pids]:
 
 
 @pytest.fixture(scope="module")
-def server() -> Iterator[LoopbackSsh]:
-    s = LoopbackSsh()
+def server() -> Iterator[WholeSsh]:
+    s = WholeSsh()
     yield s
     s.close()
 
 
 @pytest.fixture
-def ssh_config(server: LoopbackSsh, tmp_path: Path) -> TargetConfig:
-    key = tmp_path / "id_ed25519"
-    key.write_bytes(server.client_key_bytes)
-    key.chmod(0o600)
-    known = tmp_path / "known_hosts"
-    known.write_text(server.known_hosts_line())
-    return make_config(tmp_path, host="127.0.0.1", port=server.port, key_file=str(key), known_hosts=str(known))
+def ssh_config(server: WholeSsh, tmp_path: Path) -> TargetConfig:
+    return _ssh(server, tmp_path).config
 
 
 @pytest.fixture(params=["native", "ssh"])
