@@ -20,9 +20,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 
+from harness.config import TargetConfig, load_suite
 from harness.model import CellResult, Status
+from harness.plan import make_plan
 from harness.probe.leapfrog_session import worker_lanes
+from harness.runner import Runner, RunOptions
 
 NAME = "workers"
 
@@ -80,6 +84,18 @@ NAMES = [f"test_w.py::test_case[{n}]" for n in range(6)]
 
 #: Runs the suite with that many workers on the backend; returns its one cell.
 RunCell = Callable[[int], CellResult]
+
+
+def one_and_two_on(cfg: TargetConfig, suite_dir: Path, out: Path) -> dict[int, float]:
+    """:func:`one_and_two` for the suite written at ``suite_dir``, run on ``cfg`` by a Runner into ``out``."""
+    suite = load_suite(suite_dir)
+
+    def run_cell(workers: int) -> CellResult:
+        run = Runner(make_plan([cfg], [suite]), RunOptions(out=out / f"w{workers}", workers=workers)).execute()
+        (cell,) = run.cells
+        return cell
+
+    return one_and_two(run_cell)
 
 
 def one_and_two(run_cell: RunCell) -> dict[int, float]:

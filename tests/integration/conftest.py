@@ -22,6 +22,7 @@ import pytest
 from harness.config import ImageSpec, load_project
 from harness.images import CachedImage, ensure_image
 from harness.targets import KINDS, backend_class
+from harness.targets.base import Target
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -127,3 +128,13 @@ def engine() -> Iterator[Any]:
         if started is not None:
             started.terminate()
             started.wait(60)
+
+
+def runs_in_a_folder_without_env(t: Target) -> None:
+    """With /usr/bin/env gone from ``t``'s root, a command still runs in an absolute and a relative folder, env kept."""
+    env_program = t.local_path("/usr/bin/env")
+    assert env_program is not None
+    env_program.unlink()  # in the overlay only: the cached image keeps it
+    here = t.run(["sh", "-c", 'pwd; echo "$LEAPFROG_X"'], timeout=120, cwd="/tmp", env={"LEAPFROG_X": "kept"})
+    assert (here.exit_code, here.stdout) == (0, "/tmp\nkept\n"), here.stderr
+    assert t.run(["pwd"], timeout=120, cwd="tmp").stdout == "/tmp\n"  # relative to the root's /

@@ -13,7 +13,7 @@ from harness.config import load_project
 from harness.images import CachedImage
 from harness.targets import make_target
 from harness.targets.chroot import mounts_under, pids_rooted_at, runs_dir
-from tests.integration.conftest import ROOT, leapfrog
+from tests.integration.conftest import ROOT, leapfrog, runs_in_a_folder_without_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.chroot]
 
@@ -108,12 +108,7 @@ def test_a_cwd_needs_no_env_program_and_keeps_every_behaviour(
     t = make_target(load_project(ROOT).targets["debian-trixie-riscv64"])
     t.start()
     try:
-        env_program = t.local_path("/usr/bin/env")
-        assert env_program is not None
-        env_program.unlink()  # in the overlay only: the cached image keeps it
-        here = t.run(["sh", "-c", 'pwd; echo "$LEAPFROG_X"'], timeout=120, cwd="/tmp", env={"LEAPFROG_X": "kept"})
-        assert (here.exit_code, here.stdout) == (0, "/tmp\nkept\n"), here.stderr
-        assert t.run(["pwd"], timeout=120, cwd="tmp").stdout == "/tmp\n"  # relative to the root's /
+        runs_in_a_folder_without_env(t)
         missing = t.run(["pwd"], timeout=120, cwd="/no/such/folder")
         assert missing.exit_code == 125
         assert "/no/such/folder" in missing.stderr

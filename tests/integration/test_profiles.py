@@ -23,7 +23,7 @@ from harness.images import CachedImage
 from harness.probe import FACTS_FILES
 from harness.targets import make_target
 from harness.targets.chroot import ChrootTarget
-from tests.integration.conftest import ROOT, leapfrog
+from tests.integration.conftest import ROOT, leapfrog, runs_in_a_folder_without_env
 
 pytestmark = pytest.mark.chroot
 
@@ -122,12 +122,7 @@ def test_a_profile_target_changes_folder_natively_and_a_missing_one_exits_125(
     assert isinstance(target, ChrootTarget)
     target.start()
     try:
-        env_program = target.local_path("/usr/bin/env")
-        assert env_program is not None
-        env_program.unlink()  # in the overlay only: the cached image keeps it
-        here = target.run(["sh", "-c", 'pwd; echo "$LEAPFROG_X"'], timeout=120, cwd="/tmp", env={"LEAPFROG_X": "kept"})
-        assert (here.exit_code, here.stdout) == (0, "/tmp\nkept\n"), here.stderr
-        assert target.run(["pwd"], timeout=120, cwd="tmp").stdout == "/tmp\n"  # relative to the root's /
+        runs_in_a_folder_without_env(target)
 
         missing = target.run(["sh", "-c", "echo ran > /tmp/ran"], timeout=120, cwd="/no/such/folder")
         assert (missing.exit_code, missing.stdout) == (125, "")

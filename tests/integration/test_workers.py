@@ -19,11 +19,8 @@ from typing import Any
 
 import pytest
 
-from harness.config import load_project, load_suite
+from harness.config import load_project
 from harness.images import CachedImage
-from harness.model import CellResult
-from harness.plan import make_plan
-from harness.runner import Runner, RunOptions
 from tests import workers_body
 from tests.integration.conftest import ROOT, leapfrog
 
@@ -59,12 +56,6 @@ def test_two_workers_on_docker_give_the_cases_of_one_and_isolate_a_crash(
     write_suite: Any,
 ) -> None:
     cfg = load_project(ROOT).targets["debian-trixie-riscv64-docker"]
-    suite = load_suite(write_suite(workers_body.NAME, workers_body.SUITE, toml=workers_body.TOML))
-
-    def run_cell(workers: int) -> CellResult:
-        run = Runner(make_plan([cfg], [suite]), RunOptions(out=tmp_path / f"w{workers}", workers=workers)).execute()
-        (cell,) = run.cells
-        return cell
-
-    seconds = workers_body.one_and_two(run_cell)
+    suite_dir = write_suite(workers_body.NAME, workers_body.SUITE, toml=workers_body.TOML)
+    seconds = workers_body.one_and_two_on(cfg, suite_dir, tmp_path)
     print(f"docker: 1 worker {seconds[1]:.1f} s, 2 workers {seconds[2]:.1f} s (each with the container's start)")

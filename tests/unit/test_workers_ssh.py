@@ -15,10 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from harness.config import load_suite
-from harness.model import CellResult
-from harness.plan import make_plan
-from harness.runner import Runner, RunOptions
 from tests import workers_body
 from tests.unit.test_contract import WholeSsh, _ssh
 
@@ -35,13 +31,7 @@ def test_two_workers_over_ssh_give_the_cases_of_one_and_isolate_a_crash(
     tmp_path: Path,
     write_suite,  # type: ignore[no-untyped-def]
 ) -> None:
-    suite = load_suite(write_suite(workers_body.NAME, workers_body.SUITE, toml=workers_body.TOML))
     cfg = _ssh(server, tmp_path).config
-
-    def run_cell(workers: int) -> CellResult:
-        run = Runner(make_plan([cfg], [suite]), RunOptions(out=tmp_path / f"w{workers}", workers=workers)).execute()
-        (cell,) = run.cells
-        return cell
-
-    seconds = workers_body.one_and_two(run_cell)
+    suite_dir = write_suite(workers_body.NAME, workers_body.SUITE, toml=workers_body.TOML)
+    seconds = workers_body.one_and_two_on(cfg, suite_dir, tmp_path)
     print(f"ssh loopback: 1 worker {seconds[1]:.1f} s, 2 workers {seconds[2]:.1f} s")
